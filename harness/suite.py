@@ -1,0 +1,428 @@
+"""Suite files: YAML in, frozen typed objects out.
+
+A suite declares one model, a task type, tasks with their data and metric, a grid of
+method x rank x quant entries, training settings and the forgetting probe.  Unknown
+keys are errors (a misspelt key must never fall back silently to a default), and
+every error names the file, the field path, what was expected and what was found.
+
+Checks that need the method registry or the data files live in `grid.py` and
+`data.py`; `validate_suite` runs them all before anything is trained or logged.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from harness.errors import SuiteError, did_you_mean
+
+SCHEMA_VERSION = 1
+TASK_TYPES = ("seq_cls", "causal_lm")
+QUANTS = ("none", "int8", "nf4")
+TOP_LEVEL_KEYS = ("schema_version", "name", "description", "model", "task_type", "tasks", "grid", "training", "probe")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Where the base model comes from: exactly one of hub / path / package / tiny."""
+
+    hub: str | None = None  # Hugging Face hub id, e.g. "HuggingFaceTB/SmolLM2-135M-Instruct"
+    path: str | None = None  # local directory (HF format) or a .gguf file; absolute after loading
+    package: str | None = None  # installed Python package that ships the weights
+    subdir: str | None = None  # folder inside `package` that holds the weights
+    gguf_file: str | None = None  # GGUF file name inside the hub repo / directory / package
+    revision: str | None = None
+    tiny: tuple[tuple[str, Any], ...] | None = None  # random-init config (tests): architecture, sizes
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("hub", "path", "package", "tiny") if getattr(self, k) is not None)
+
+    def describe(self) -> str:
+        if self.tiny is not None:
+            return "tiny:" + ",".join(f"{k}={v}" for k, v in self.tiny)
+        base = getattr(self, self.kind)
+        return f"{base}/{self.gguf_file}" if self.gguf_file else str(base)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """A task's data: a built-in synthetic generator, local files, or a hub dataset."""
+
+    source: str  # "synthetic" | "files" | "hub"
+    generator: str | None = None  # synthetic: generator name
+    n_train: int = 1000
+    n_validation: int = 200
+    n_test: int = 200
+    seed: int = 0
+    files: tuple[tuple[str, str], ...] = ()  # files: (split, absolute path)
+    hub: str | None = None  # hub: dataset id
+    config: str | None = None
+    revision: str | None = None
+    splits: tuple[tuple[str, str], ...] = ()  # hub: (our split, hub split expression)
+    columns: tuple[tuple[str, str], ...] = ()  # (role, column): text/label or prompt/answer
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    data: DataSpec
+    metric: str
+
+
+@dataclass(frozen=True)
+class Training:
+    """Training settings shared by every cell; grid entries may override any but seeds."""
+
+    steps: int = 100
+    batch_size: int = 16
+    grad_accum: int = 1
+    lr: float = 1e-4
+    warmup_steps: int = 10
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    max_length: int = 64
+    eval_batch_size: int = 64
+    max_new_tokens: int = 16  # causal LM: generation budget when scoring
+    log_every: int = 10  # read the loss back from the device every N steps
+    seeds: tuple[int, ...] = (0,)
+
+
+@dataclass(frozen=True)
+class GridEntry:
+    """One `grid:` entry; list-valued rank/quant expand as a cross product."""
+
+    method: str
+    ranks: tuple[int | None, ...] = (None,)
+    quants: tuple[str, ...] = ("none",)
+    settings: tuple[tuple[str, Any], ...] = ()  # method settings overrides
+    training: tuple[tuple[str, Any], ...] = ()  # training overrides (lr, steps, ...)
+    where: str = ""  # field path of this entry, for error messages
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """General-text probe for forgetting: the built-in corpus, local files or a hub dataset."""
+
+    builtin: str | None = "general"
+    files: tuple[str, ...] = ()
+    hub: str | None = None
+    config: str | None = None
+    split: str = "train"
+    column: str = "text"
+    n_texts: int = 64
+    max_length: int = 64
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    file: str  # the suite file, absolute
+    model: ModelSpec
+    task_type: str
+    tasks: tuple[TaskSpec, ...]
+    grid: tuple[GridEntry, ...]
+    training: Training
+    probe: ProbeSpec
+    description: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    def fingerprint(self) -> str:
+        """Content hash (paths relative to the suite file are already resolved)."""
+        payload = json.dumps(dataclasses.asdict(self) | {"file": None}, sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+class _Reader:
+    """Walks one mapping of the YAML, remembering the field path for error messages."""
+
+    def __init__(self, file: str, data: Any, where: str):
+        self.file, self.where = file, where
+        if not isinstance(data, Mapping):
+            self.fail("", "a mapping", _kind(data))
+        self.data = dict(data)
+        self.used: set[str] = set()
+
+    def path(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def fail(self, key: str, expected: str, found: object, hint: str | None = None):
+        raise SuiteError(self.file, self.path(key) if key else (self.where or "<top level>"), expected, found, hint)
+
+    def get(self, key: str, kind, default=..., *, positive=False, choices=None):
+        self.used.add(key)
+        if key not in self.data:
+            if default is ...:
+                self.fail(key, _a(kind), "<missing>", "this field is required")
+            return default
+        value = self.data[key]
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = float(value)
+        if kind is float and isinstance(value, str):  # YAML reads "5e-5" as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            self.fail(key, _a(kind), value)
+        if positive and value <= 0:
+            self.fail(key, "a positive number", value)
+        if choices is not None and value not in choices:
+            self.fail(key, "one of " + ", ".join(map(str, choices)), value, did_you_mean(value, choices))
+        return value
+
+    def sub(self, key: str, default=...) -> "_Reader | None":
+        self.used.add(key)
+        if key not in self.data:
+            if default is ...:
+                self.fail(key, "a mapping", "<missing>", "this field is required")
+            return default
+        return _Reader(self.file, self.data[key], self.path(key))
+
+    def finish(self, allowed: tuple[str, ...] | None = None) -> None:
+        allowed = tuple(allowed) if allowed is not None else tuple(self.used)
+        for key in self.data:
+            if key not in allowed:
+                hint = did_you_mean(key, allowed)
+                if key == "seeds" and "seeds" not in allowed:
+                    hint = "seeds are set once, in the suite-wide `training:`"
+                self.fail(str(key), "one of the known keys (" + ", ".join(allowed) + ")", f"<unknown key {key!r}>", hint)
+
+
+def _kind(value: Any) -> str:
+    return f"<{type(value).__name__}: {value!r}>" if value is not None else "<empty>"
+
+
+def _kind_name(kind) -> str:
+    if isinstance(kind, tuple):
+        return " or ".join(_kind_name(k) for k in kind)
+    return {int: "integer", float: "number", str: "string", bool: "boolean", list: "list", dict: "mapping"}.get(kind, kind.__name__)
+
+
+def _a(kind) -> str:
+    name = _kind_name(kind)
+    return ("an " if name[0] in "aeiou" else "a ") + name
+
+
+def _one_or_list(r: _Reader, key: str, kind, default):
+    """A scalar or a list of scalars -> tuple."""
+    r.used.add(key)
+    if key not in r.data:
+        return default
+    raw = r.data[key]
+    items = raw if isinstance(raw, list) else [raw]
+    if not items:
+        r.fail(key, f"{_a(kind)} or a non-empty list of them", raw)
+    for i, item in enumerate(items):
+        if not isinstance(item, kind) or isinstance(item, bool):
+            r.fail(f"{key}[{i}]" if isinstance(raw, list) else key, _a(kind), item)
+    return tuple(items)
+
+
+def _resolve_path(base: Path, value: str) -> str:
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def _parse_model(r: _Reader, base: Path) -> ModelSpec:
+    r.finish(("hub", "path", "package", "subdir", "gguf_file", "revision", "tiny"))
+    keys = ("hub", "path", "package", "tiny")
+    given = [k for k in keys if k in r.data]
+    if len(given) != 1:
+        r.fail("", "exactly one of " + ", ".join(keys), f"<{', '.join(given) or 'none of them'}>",
+               "e.g. `model: {hub: HuggingFaceTB/SmolLM2-135M-Instruct}` or `model: {path: ./my-model}`")
+    tiny = None
+    if "tiny" in r.data:
+        t = r.sub("tiny")
+        arch = t.get("architecture", str, choices=("bert", "llama"))
+        sizes = {k: t.get(k, int, d, positive=True) for k, d in
+                 (("hidden_size", 32), ("layers", 2), ("heads", 2), ("intermediate_size", 64))}
+        t.finish()
+        tiny = (("architecture", arch),) + tuple(sizes.items())
+    path = r.get("path", str, None)
+    spec = ModelSpec(
+        hub=r.get("hub", str, None),
+        path=_resolve_path(base, path) if path else None,
+        package=r.get("package", str, None),
+        subdir=r.get("subdir", str, None),
+        gguf_file=r.get("gguf_file", str, None),
+        revision=r.get("revision", str, None),
+        tiny=tiny,
+    )
+    r.finish()
+    if spec.path and not Path(spec.path).exists():
+        r.fail("path", "an existing model directory or .gguf file", path, f"resolved to {spec.path}")
+    return spec
+
+
+_ROLES = {"seq_cls": ("text", "label"), "causal_lm": ("prompt", "answer")}
+
+
+def _parse_data(r: _Reader, base: Path, task_type: str) -> DataSpec:
+    r.finish(("synthetic", "n_train", "n_validation", "n_test", "seed", "files", "hub", "config", "revision", "splits", "columns"))
+    sources = [k for k in ("synthetic", "files", "hub") if k in r.data]
+    if len(sources) != 1:
+        r.fail("", "exactly one of synthetic, files, hub", f"<{', '.join(sources) or 'none of them'}>")
+    source = sources[0]
+    kw: dict[str, Any] = {"source": source}
+    if source == "synthetic":
+        kw["generator"] = r.get("synthetic", str)
+        for k in ("n_train", "n_validation", "n_test"):
+            kw[k] = r.get(k, int, DataSpec.__dataclass_fields__[k].default, positive=True)
+        kw["seed"] = r.get("seed", int, 0)
+    elif source == "files":
+        f = r.sub("files")
+        for split in ("train", "validation", "test"):
+            f.get(split, str)
+        f.finish(("train", "validation", "test"))
+        kw["files"] = tuple((s, _resolve_path(base, f.data[s])) for s in ("train", "validation", "test"))
+    else:
+        kw["hub"] = r.get("hub", str)
+        kw["config"] = r.get("config", str, None)
+        kw["revision"] = r.get("revision", str, None)
+        s = r.sub("splits")
+        for split in ("train", "validation", "test"):
+            s.get(split, str)
+        s.finish(("train", "validation", "test"))
+        kw["splits"] = tuple((k, s.data[k]) for k in ("train", "validation", "test"))
+    roles = _ROLES[task_type]
+    c = r.sub("columns", None)
+    if c is not None:
+        cols = tuple((role, c.get(role, str, role)) for role in roles)
+        c.finish(roles)
+    else:
+        cols = tuple((role, role) for role in roles)
+    kw["columns"] = cols
+    r.finish()
+    return DataSpec(**kw)
+
+
+def _parse_training(r: _Reader, defaults: Training, allow_seeds: bool) -> dict[str, Any]:
+    """Returns only the fields given (so grid overrides stay sparse)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(Training):
+        if f.name == "seeds":
+            continue
+        if f.name in r.data:
+            kind = float if isinstance(getattr(defaults, f.name), float) else int
+            nonneg = f.name in ("warmup_steps", "weight_decay")
+            value = r.get(f.name, kind, positive=not nonneg)
+            if nonneg and value < 0:
+                r.fail(f.name, "a number >= 0", value)
+            out[f.name] = value
+    if allow_seeds and "seeds" in r.data:
+        seeds = _one_or_list(r, "seeds", int, None)
+        if len(set(seeds)) != len(seeds):
+            r.fail("seeds", "distinct seeds", list(seeds))
+        out["seeds"] = seeds
+    keys = tuple(f.name for f in dataclasses.fields(Training) if allow_seeds or f.name != "seeds")
+    r.finish(keys)
+    return out
+
+
+def _parse_grid_entry(r: _Reader) -> GridEntry:
+    r.finish(("method", "rank", "quant", "settings", "training"))
+    method = r.get("method", str)
+    ranks = _one_or_list(r, "rank", int, (None,))
+    for i, rank in enumerate(ranks):
+        if rank is not None and rank <= 0:
+            r.fail(f"rank[{i}]" if isinstance(r.data.get("rank"), list) else "rank", "a positive integer", rank)
+    quants = _one_or_list(r, "quant", str, ("none",))
+    for i, q in enumerate(quants):
+        if q not in QUANTS:
+            r.fail(f"quant[{i}]" if isinstance(r.data.get("quant"), list) else "quant", "one of " + ", ".join(QUANTS), q, did_you_mean(q, QUANTS))
+    s = r.sub("settings", None)
+    settings = tuple(sorted(s.data.items())) if s else ()
+    t = r.sub("training", None)
+    training = tuple(sorted(_parse_training(t, Training(), allow_seeds=False).items())) if t else ()
+    return GridEntry(method=method, ranks=ranks, quants=quants, settings=settings, training=training, where=r.where)
+
+
+def _parse_probe(r: _Reader | None, base: Path) -> ProbeSpec:
+    if r is None:
+        return ProbeSpec()
+    sources = [k for k in ("builtin", "files", "hub") if k in r.data]
+    if len(sources) > 1:
+        r.fail("", "at most one of builtin, files, hub", f"<{', '.join(sources)}>")
+    files = _one_or_list(r, "files", str, ())
+    spec = ProbeSpec(
+        builtin=r.get("builtin", str, "general" if not sources else None),
+        files=tuple(_resolve_path(base, f) for f in files),
+        hub=r.get("hub", str, None),
+        config=r.get("config", str, None),
+        split=r.get("split", str, "train"),
+        column=r.get("column", str, "text"),
+        n_texts=r.get("n_texts", int, 64, positive=True),
+        max_length=r.get("max_length", int, 64, positive=True),
+    )
+    r.finish()
+    for i, f in enumerate(spec.files):
+        if not Path(f).is_file():
+            r.fail(f"files[{i}]" if len(spec.files) > 1 else "files", "an existing text file", files[i], f"resolved to {f}")
+    return spec
+
+
+def parse_suite(data: Any, file: str) -> Suite:
+    """Typed Suite from already-loaded YAML data; raises SuiteError."""
+    base = Path(file).resolve().parent
+    r = _Reader(file, data, "")
+    r.finish(TOP_LEVEL_KEYS)  # unknown keys first: a misspelt required key gets its did-you-mean
+    version = r.get("schema_version", int)
+    if version != SCHEMA_VERSION:
+        r.fail("schema_version", str(SCHEMA_VERSION), version, "this harness reads schema_version 1")
+    name = r.get("name", str)
+    if not name.replace("-", "").replace("_", "").isalnum():
+        r.fail("name", "letters, digits, '-' and '_' (it names results/<name>/)", name)
+    task_type = r.get("task_type", str, choices=TASK_TYPES)
+    model = _parse_model(r.sub("model"), base)
+    r.used.add("tasks")
+    raw_tasks = r.data.get("tasks")
+    if not isinstance(raw_tasks, list) or not raw_tasks:
+        r.fail("tasks", "a non-empty list of tasks", raw_tasks if raw_tasks is not None else "<missing>")
+    tasks = []
+    for i, raw in enumerate(raw_tasks):
+        t = _Reader(file, raw, f"tasks[{i}]")
+        t.finish(("name", "data", "metric"))
+        tname = t.get("name", str)
+        default_metric = "accuracy" if task_type == "seq_cls" else "exact_match"
+        data = _parse_data(t.sub("data"), base, task_type)
+        metric = t.get("metric", str, default_metric)
+        if any(x.name == tname for x in tasks):
+            t.fail("name", "a task name used once", tname)
+        tasks.append(TaskSpec(tname, data, metric))
+    r.used.add("grid")
+    raw_grid = r.data.get("grid")
+    if not isinstance(raw_grid, list) or not raw_grid:
+        r.fail("grid", "a non-empty list of entries such as `- {method: lora, rank: [4, 8]}`", raw_grid if raw_grid is not None else "<missing>")
+    grid = tuple(_parse_grid_entry(_Reader(file, raw, f"grid[{i}]")) for i, raw in enumerate(raw_grid))
+    t = r.sub("training", None)
+    training = Training(**_parse_training(t, Training(), allow_seeds=True)) if t else Training()
+    probe = _parse_probe(r.sub("probe", None), base)
+    description = r.get("description", str, "")
+    return Suite(name=name, file=str(Path(file).resolve()), model=model, task_type=task_type, tasks=tuple(tasks),
+                 grid=grid, training=training, probe=probe, description=description, schema_version=version)
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read and parse a suite file (structure only; see `validate_suite` for the rest)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SuiteError(str(path), "<file>", "an existing suite file", "<missing>", "check the path")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<yaml>"
+        raise SuiteError(str(path), where, "valid YAML", getattr(exc, "problem", str(exc)) or str(exc)) from None
+    return parse_suite(data, str(path))

@@ -1,0 +1,147 @@
+"""Experiment tracking: the only module that imports mlflow.
+
+One MLflow experiment per suite (named after it), one parent run per invocation, one
+child run per cell.  The parent process creates the store, the experiment and the runs
+(several processes creating a fresh SQLite store at once race on its schema); a cell's
+worker process only logs into the child run it is handed.  Everything goes through
+`MlflowClient`, never the fluent global state, so a worker may live in any process.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+METRIC_NAMES = ("trainable_params", "trainable_frac", "peak_memory_mb", "tokens_per_s", "train_time_s",
+                "val_score", "test_score", "forgetting", "adapter_bytes")
+DEFAULT_DB = "mlflow.db"
+
+
+def resolve_tracking_uri(cli_value: str | None = None) -> str:
+    """--tracking-uri, else $MLFLOW_TRACKING_URI, else a SQLite file in the working directory."""
+    if cli_value:
+        return cli_value
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{Path.cwd() / DEFAULT_DB}"
+
+
+def _client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What a worker needs to log into its child run."""
+
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+
+
+def _artifact_root(uri: str, name: str) -> str | None:
+    """Artifacts next to a local SQLite store (not in whatever directory a worker runs from)."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///"):]).resolve().parent / "mlartifacts" / name).as_uri()
+    return None
+
+
+def start_invocation(uri: str, suite_name: str, tags: dict[str, str], suite_files: dict[str, str]) -> Invocation:
+    """Create (or reuse) the suite's experiment and open a parent run for this invocation."""
+    client = _client(uri)
+    exp = client.get_experiment_by_name(suite_name)
+    exp_id = exp.experiment_id if exp else client.create_experiment(suite_name, artifact_location=_artifact_root(uri, suite_name))
+    run = client.create_run(exp_id, tags={"mlflow.runName": f"{suite_name} {time.strftime('%Y-%m-%d %H:%M:%S')}",
+                                          "kind": "invocation", **tags})
+    for name, text in suite_files.items():
+        client.log_text(run.info.run_id, text, name)
+    return Invocation(uri, exp_id, run.info.run_id)
+
+
+def create_child(inv: Invocation, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
+    client = _client(inv.tracking_uri)
+    run = client.create_run(inv.experiment_id, tags={"mlflow.parentRunId": inv.parent_run_id, "mlflow.runName": run_name,
+                                                     "kind": "cell", "status": "running", **tags})
+    from mlflow.entities import Param
+
+    client.log_batch(run.info.run_id, params=[Param(k, _param_str(v)) for k, v in params.items()])
+    return run.info.run_id
+
+
+def _param_str(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return json.dumps(list(value))
+    return str(value)
+
+
+def log_metrics(uri: str, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    _client(uri).log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+
+def log_tags(uri: str, run_id: str, tags: dict[str, str]) -> None:
+    from mlflow.entities import RunTag
+
+    _client(uri).log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def log_artifacts(uri: str, run_id: str, directory: str, artifact_path: str) -> None:
+    _client(uri).log_artifacts(run_id, directory, artifact_path)
+
+
+def log_text(uri: str, run_id: str, text: str, name: str) -> None:
+    _client(uri).log_text(run_id, text, name)
+
+
+def end_run(uri: str, run_id: str, ok: bool, error: str | None = None) -> None:
+    """FINISHED, or FAILED with the reason as the `error` tag (the report shows it)."""
+    tags = {"status": "finished" if ok else "failed"}
+    if error:
+        tags["error"] = error[:5000]
+    log_tags(uri, run_id, tags)
+    _client(uri).set_terminated(run_id, "FINISHED" if ok else "FAILED")
+
+
+def run_status(uri: str, run_id: str) -> str:
+    return _client(uri).get_run(run_id).info.status
+
+
+def load_runs(uri: str, suite_name: str) -> pd.DataFrame:
+    """One row per cell run of the suite's experiment: params, metrics and tags as columns."""
+    client = _client(uri)
+    exp = client.get_experiment_by_name(suite_name)
+    if exp is None:
+        return pd.DataFrame()
+    rows = []
+    page_token = None
+    while True:
+        page = client.search_runs([exp.experiment_id], filter_string="tags.kind = 'cell'", max_results=1000, page_token=page_token)
+        for run in page:
+            row = {"run_id": run.info.run_id, "status": run.info.status, "start_time": run.info.start_time}
+            row |= dict(run.data.params)
+            row |= {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.") and k != "status"}
+            row |= dict(run.data.metrics)
+            rows.append(row)
+        page_token = page.token
+        if not page_token:
+            break
+    return pd.DataFrame(rows)
+
+
+def finish_invocation(inv: Invocation, ok: bool, summary: dict[str, float], files: dict[str, str]) -> None:
+    client = _client(inv.tracking_uri)
+    if summary:
+        log_metrics(inv.tracking_uri, inv.parent_run_id, summary)
+    for name, path in files.items():
+        if Path(path).is_file():
+            client.log_artifact(inv.parent_run_id, path, name)
+    client.set_terminated(inv.parent_run_id, "FINISHED" if ok else "FAILED")

@@ -1,0 +1,53 @@
+"""LoRA — Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models" (arXiv:2106.09685).
+
+Trains a low-rank update B·A (rank r, scaled by alpha/r) beside frozen target linears,
+through the peft library.  Over an int8 or NF4-quantized frozen base this is QLoRA
+(Dettmers et al. 2023, arXiv:2305.14314): `quant: nf4` in the grid.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from methods import ApplyContext, register
+from methods._targets import resolve_targets
+
+PEFT_TASK_TYPES = {"seq_cls": "SEQ_CLS", "causal_lm": "CAUSAL_LM"}
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    targets: tuple[str, ...] | None = None  # None: the architecture's attention q/v projections
+
+    def __post_init__(self):
+        if self.rank < 1 or self.alpha <= 0 or not 0 <= self.dropout < 1:
+            raise ValueError(f"lora needs rank >= 1, alpha > 0 and 0 <= dropout < 1; got rank={self.rank}, "
+                             f"alpha={self.alpha}, dropout={self.dropout}")
+
+
+def apply(model, settings: LoraSettings, ctx: ApplyContext):
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if ctx.quant != "none":
+        # casts norms/heads to fp32 and freezes the quantized base (QLoRA recipe)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    config = LoraConfig(
+        r=settings.rank,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=list(resolve_targets(model, ctx.model_type, settings.targets)),
+        task_type=PEFT_TASK_TYPES[ctx.task_type],
+        modules_to_save=list(ctx.head_names) or None,
+    )
+    return get_peft_model(model, config)
+
+
+def save(model, directory: str) -> None:
+    model.save_pretrained(directory)
+
+
+register("lora", LoraSettings, apply, paper="Hu et al. 2021, arXiv:2106.09685",
+         ranked=True, rank_meaning="rank r of B·A", quants={"none", "int8", "nf4"},
+         mergeable=True, save=save)

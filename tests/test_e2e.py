@@ -1,0 +1,131 @@
+"""End to end: a tiny suite through the CLI into a temporary MLflow store, then `report`.
+
+Assertions are on what a user sees: the exit code, the leaderboard's rows and numbers,
+the per-run CSV, and the MLflow runs (one FINISHED child per cell, every metric).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from harness.cli import main
+from harness.track import METRIC_NAMES
+
+pytestmark = pytest.mark.slow
+
+SUITE = {
+    "schema_version": 1,
+    "name": "tiny-e2e",
+    "description": "tiny random BERT on synthetic sentiment",
+    "model": {"tiny": {"architecture": "bert", "hidden_size": 32, "layers": 2, "heads": 2}},
+    "task_type": "seq_cls",
+    "tasks": [{"name": "sent", "data": {"synthetic": "sentiment", "n_train": 64, "n_validation": 16, "n_test": 24}}],
+    "grid": [
+        {"method": "full", "quant": ["none", "nf4"], "training": {"lr": 1e-3}},
+        {"method": "lora", "rank": [2, 4]},
+        {"method": "lora", "rank": 2, "quant": "int8"},
+        {"method": "lora", "rank": 4, "settings": {"targets": ["no_such_layer"]}, "quant": "nf4"},
+    ],
+    "training": {"steps": 4, "batch_size": 8, "lr": 1e-2, "warmup_steps": 1, "max_length": 32, "seeds": [0, 1], "log_every": 2},
+    "probe": {"builtin": "general", "n_texts": 8, "max_length": 32},
+}
+
+
+def _table_rows(markdown: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in markdown.splitlines()
+            if line.startswith("|") and not set(line) <= set("|-: ")]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    suite = tmp / "tiny.yaml"
+    suite.write_text(yaml.safe_dump(SUITE))
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    code = main(["run", str(suite), "--tracking-uri", uri, "--results", str(tmp / "results")])
+    return tmp, suite, uri, code
+
+
+def test_run_exit_code_reports_the_failed_cell(finished_run):
+    *_, code = finished_run
+    assert code == 1  # one cell was built to fail; the others still ran
+
+
+def test_mlflow_has_one_finished_child_per_cell_with_every_metric(finished_run):
+    from mlflow.tracking import MlflowClient
+
+    tmp, _, uri, _ = finished_run
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("tiny-e2e")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("kind") == "invocation"]
+    children = [r for r in runs if r.data.tags.get("kind") == "cell"]
+    assert len(parents) == 1 and parents[0].info.status == "FAILED"  # a cell failed, so the invocation did
+    assert all(c.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for c in children)
+    finished = [c for c in children if c.info.status == "FINISHED"]
+    failed = [c for c in children if c.info.status == "FAILED"]
+    assert len(finished) == 8  # (full + lora r2 + lora r4 + lora r2 int8) x 2 seeds
+    assert len(failed) == 2 and all("no_such_layer" in c.data.tags["error"] for c in failed)
+    for c in finished:
+        assert set(METRIC_NAMES) <= set(c.data.metrics), c.data.tags["mlflow.runName"]
+        assert c.data.tags["memory_kind"] == "cpu_rss" and c.data.tags["metric"] == "accuracy"
+        assert {"method", "rank", "quant", "task", "seed", "lr", "steps"} <= set(c.data.params)
+        assert c.data.metrics["peak_memory_mb"] > 10 and c.data.metrics["tokens_per_s"] > 0
+    lora = [c for c in finished if c.data.params["method"] == "lora"]
+    assert all(client.list_artifacts(c.info.run_id, "adapter") for c in lora)
+    by_rank = {c.data.params["rank"]: c.data.metrics["trainable_params"] for c in lora if c.data.params["quant"] == "none"}
+    # 2 layers x (query, value) x r x (32 + 32), plus the 32x2+2 classifier
+    assert by_rank == {"2": 2 * 2 * 2 * 64 + 66, "4": 2 * 2 * 4 * 64 + 66}
+
+
+def test_leaderboard_rows_and_numbers(finished_run):
+    tmp, _, _, _ = finished_run
+    board = (tmp / "results" / "tiny-e2e" / "leaderboard.md").read_text()
+    rows = _table_rows(board)
+    header, body = rows[0], rows[1:]
+    col = {name: i for i, name in enumerate(header)}
+    labels = {(r[col["method"]], r[col["rank"]], r[col["quant"]]) for r in body}
+    assert labels == {("full", "-", "none"), ("lora", "2", "none"), ("lora", "4", "none"), ("lora", "2", "int8")}
+    assert all(r[col["n"]] == "2" for r in body)
+    assert "n/a" in board and "full does not support quant nf4" in board
+    assert "no_such_layer" in board  # the failed cell's reason
+
+    runs = pd.read_csv(tmp / "results" / "tiny-e2e" / "runs.csv")
+    assert len(runs) == 12 and (runs["status"] == "FINISHED").sum() == 8
+    score_col = next(c for c in header if c.startswith("test"))
+    for r in body:
+        method, rank, quant = r[col["method"]], r[col["rank"]], r[col["quant"]]
+        sel = runs[(runs.method == method) & (runs["quant"] == quant) & (runs.status == "FINISHED")]
+        sel = sel[sel["rank"].isna()] if rank == "-" else sel[sel["rank"] == float(rank)]
+        assert len(sel) == 2
+        shown = float(re.sub(r"[*]", "", r[col[score_col]]))
+        assert shown == pytest.approx(sel["test_score"].mean(), abs=1e-3)
+
+
+def test_report_rebuilds_the_same_tables(finished_run, capsys):
+    tmp, suite, uri, _ = finished_run
+    path = tmp / "results" / "tiny-e2e" / "leaderboard.md"
+    first = path.read_text()
+    path.unlink()
+    assert main(["report", str(suite), "--tracking-uri", uri, "--results", str(tmp / "results")]) == 0
+    assert _table_rows(path.read_text()) == _table_rows(first)
+    assert "tiny-e2e leaderboard" in capsys.readouterr().out
+
+
+def test_causal_lm_suite_in_process(tmp_path):
+    suite = dict(SUITE, name="tiny-causal", task_type="causal_lm",
+                 model={"tiny": {"architecture": "llama", "hidden_size": 32, "layers": 2, "heads": 2}},
+                 tasks=[{"name": "copy", "data": {"synthetic": "copy_word", "n_train": 32, "n_validation": 8, "n_test": 8}}],
+                 grid=[{"method": "lora", "rank": 2, "quant": ["none", "nf4"]}],
+                 training=dict(SUITE["training"], seeds=[0], max_new_tokens=4))
+    path = tmp_path / "causal.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    code = main(["run", str(path), "--tracking-uri", f"sqlite:///{tmp_path}/m.db", "--results", str(tmp_path / "r"), "--in-process"])
+    assert code == 0
+    runs = pd.read_csv(tmp_path / "r" / "tiny-causal" / "runs.csv")
+    assert list(runs["status"]) == ["FINISHED", "FINISHED"]
+    assert runs["forgetting"].notna().all() and (runs["test_score"].between(0, 1)).all()

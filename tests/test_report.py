@@ -1,0 +1,252 @@
+"""The report: hand-made MLflow-like runs in, the markdown and CSV a user reads out.
+
+Assertions are on what a reader sees: the row order, the numbers and `n`, the bold
+best, the arrows, the reasons under each table and the per-run CSV.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pandas as pd
+import pytest
+
+from harness.grid import Cell
+from harness.report import METRIC_COLUMNS, build_leaderboard, select_runs, write_report
+from harness.suite import parse_suite
+
+T0 = 1_780_000_000_000  # ms since epoch
+ACC = {"accuracy": True, "exact_match": True}
+
+
+def make_suite(tasks=(("sent", "accuracy"),), seeds=(0, 1)):
+    return parse_suite({
+        "schema_version": 1, "name": "rep-test", "description": "Report test suite.",
+        "model": {"tiny": {"architecture": "bert"}}, "task_type": "seq_cls",
+        "tasks": [{"name": n, "data": {"synthetic": "sentiment"}, "metric": m} for n, m in tasks],
+        "grid": [{"method": "lora", "rank": [4]}], "training": {"seeds": list(seeds)},
+    }, "suite.yaml")
+
+
+def cell(suite, method, rank, quant="none", seed=0, task="sent", na=None, **training):
+    return Cell(suite=suite.name, task=task, method=method, rank=rank, quant=quant, seed=seed, settings=None,
+                training=dataclasses.replace(suite.training, seeds=(seed,), **training), na_reason=na)
+
+
+def run(c: Cell, run_id: str, t: int = 0, status: str = "FINISHED", **values):
+    row = {"run_id": run_id, "status": status, "start_time": T0 + t * 1000, "cell_id": c.id,
+           "task": c.task, "method": c.method, "rank": "-" if c.rank is None else str(c.rank), "quant": c.quant,
+           "seed": str(c.seed), "metric": "accuracy", "memory_kind": "cpu_rss", "device": "cpu (2 cores)",
+           "git_commit": "abc1234", "version.torch": "2.13.0", "version.transformers": "5.23.0",
+           "version.peft": "0.21.0", "version.bitsandbytes": "0.50.0", "suite_fingerprint": "fp", "model": "tiny"}
+    if status == "FINISHED":
+        row |= {"trainable_params": 1000.0, "trainable_frac": 0.01, "peak_memory_mb": 512.4, "tokens_per_s": 3000.4,
+                "train_time_s": 10.0, "val_score": 0.5, "test_score": 0.5, "forgetting": 0.1, "adapter_bytes": 20_000.0}
+    return row | values
+
+
+def table_rows(markdown: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in markdown.splitlines()
+            if line.startswith("|") and not set(line) <= set("|-: ")]
+
+
+def table(markdown: str) -> list[dict[str, str]]:
+    rows = table_rows(markdown)
+    return [dict(zip(rows[0], r)) for r in rows[1:]]
+
+
+def score_col(row: dict) -> str:
+    return next(k for k in row if k.startswith("test "))
+
+
+@pytest.fixture
+def suite():
+    return make_suite()
+
+
+@pytest.fixture
+def three_configs(suite):
+    """full (mean 0.75), lora r4 (mean 0.90), lora r8 (0.80 on one seed, the other failed)."""
+    full = [cell(suite, "full", None, seed=s) for s in (0, 1)]
+    r4 = [cell(suite, "lora", 4, seed=s) for s in (0, 1)]
+    r8 = [cell(suite, "lora", 8, seed=s) for s in (0, 1)]
+    cells = full + r4 + r8
+    runs = pd.DataFrame([
+        run(full[0], "f0", test_score=0.70, val_score=0.71), run(full[1], "f1", test_score=0.80, val_score=0.79),
+        run(r4[0], "a0", test_score=0.88, trainable_params=2000.0), run(r4[1], "a1", test_score=0.92, trainable_params=2000.0),
+        run(r8[0], "b0", test_score=0.80),
+        run(r8[1], "b1", status="FAILED", error="RuntimeError: CUDA out of memory\n  Traceback line"),
+    ])
+    return cells, runs
+
+
+def test_rows_best_first_with_seed_mean_n_and_bold(suite, three_configs):
+    cells, runs = three_configs
+    rows = table(build_leaderboard(suite, cells, runs, ACC))
+    col = score_col(rows[0])
+    assert [(r["method"], r["rank"], r["quant"]) for r in rows] == [("lora", "4", "none"), ("lora", "8", "none"),
+                                                                    ("full", "-", "none")]
+    assert [r[col] for r in rows] == ["**0.900**", "0.800", "0.750"]
+    assert [r["n"] for r in rows] == ["2", "1", "2"]  # the failed seed of r8 is not averaged in
+    assert rows[2]["val accuracy"] == "0.750"
+    assert rows[0]["± sd"] == "0.028" and rows[1]["± sd"] == "–"  # sd of (0.88, 0.92); one seed has none
+    assert rows[0]["trainable params"] == "2,000"
+
+
+def test_headers_carry_units_and_arrows(suite, three_configs):
+    cells, runs = three_configs
+    header = table_rows(build_leaderboard(suite, cells, runs, ACC))[0]
+    for name in ("method", "rank", "quant", "test accuracy ↑", "val accuracy", "forgetting ↓", "trainable % ↓",
+                 "trainable params", "tokens/s ↑", "train time (s)", "adapter size (MB) ↓", "n"):
+        assert name in header
+    assert any(h.startswith("peak memory (MB) ↓") for h in header)
+
+
+def test_lower_is_better_flips_order_arrow_and_bold(suite, three_configs):
+    cells, runs = three_configs
+    board = build_leaderboard(suite, cells, runs, {"accuracy": False})
+    rows = table(board)
+    assert "test accuracy ↓" in rows[0]
+    assert [(r["method"], r["rank"]) for r in rows] == [("full", "-"), ("lora", "8"), ("lora", "4")]
+    assert rows[0]["test accuracy ↓"] == "**0.750**" and "**" not in rows[2]["test accuracy ↓"]
+
+
+def test_unknown_metric_direction_is_said(suite, three_configs):
+    cells, runs = three_configs
+    board = build_leaderboard(suite, cells, runs, {})
+    assert "direction of `accuracy` is unknown" in board
+    assert table(board)[0]["method"] == "lora"
+
+
+def test_not_comparable_lists_na_failed_and_not_run(suite, three_configs):
+    cells, runs = three_configs
+    na = [cell(suite, "full", None, "nf4", seed=s, na="full does not support quant nf4") for s in (0, 1)]
+    never = [cell(suite, "lora", 16, seed=s) for s in (0, 1)]
+    long = "ValueError: " + "x" * 500 + "\nsecond line"
+    broken = [cell(suite, "lora", 4, "int8", seed=s) for s in (0, 1)]
+    runs = pd.concat([runs, pd.DataFrame([run(broken[0], "k0", status="FAILED", error=long),
+                                          run(broken[1], "k1", status="KILLED")])])
+    board = build_leaderboard(suite, cells + na + never + broken, runs, ACC)
+    notes = board.split("**Not comparable**")[1].split("## Provenance")[0]
+    assert "`full`, quant nf4: n/a — full does not support quant nf4" in notes
+    assert notes.count("full does not support quant nf4") == 1  # one line per config, not per seed
+    assert "`lora` rank 8, quant none: failed (seed 1) — RuntimeError: CUDA out of memory" in notes
+    assert "Traceback line" not in notes  # first line only
+    assert "`lora` rank 16, quant none: not run (seeds 0, 1) — run `python -m harness run" in notes
+    failed_line = next(ln for ln in notes.splitlines() if "int8: failed" in ln)
+    assert "ValueError: xxx" in failed_line and len(failed_line) < 300 and "second line" not in failed_line
+    assert "int8: killed (seed 1) — no reason recorded" in notes
+    # configs with no finished seed have no row
+    assert {(r["method"], r["rank"], r["quant"]) for r in table(board)} == {("lora", "4", "none"), ("lora", "8", "none"),
+                                                                          ("full", "-", "none")}
+
+
+def test_latest_finished_run_wins_over_older_and_over_later_failure(suite):
+    a, b, c = (cell(suite, "lora", 4, seed=s) for s in (0, 1, 2))
+    runs = pd.DataFrame([
+        run(a, "old", t=1, test_score=0.1), run(a, "new", t=2, test_score=0.9),
+        run(a, "later-fail", t=3, status="FAILED", error="boom"),
+        run(b, "fail-1", t=1, status="FAILED", error="first failure"),
+        run(b, "fail-2", t=5, status="FAILED", error="second failure"),
+        run(c, "still", t=9, status="RUNNING"),
+    ]).sample(frac=1, random_state=3)  # MLflow's order must not matter
+    chosen = select_runs([a, b, c], runs)
+    assert list(chosen["run_id"]) == ["new", "fail-2", "still"]
+    assert list(chosen["status"]) == ["FINISHED", "FAILED", "RUNNING"]
+    assert chosen["test_score"].iloc[0] == 0.9 and pd.isna(chosen["error"].iloc[0])
+    assert chosen["error"].iloc[1] == "second failure"
+    board = build_leaderboard(make_suite(seeds=(0, 1, 2)), [a, b, c], runs, ACC)
+    assert table(board)[0]["test accuracy ↑"] == "**0.900**" and table(board)[0]["n"] == "1"
+    assert "failed (seed 1) — second failure" in board and "first failure" not in board
+    assert "running (seed 2)" in board
+
+
+def test_runs_csv_one_row_per_cell_in_grid_order(tmp_path, suite, three_configs):
+    cells, runs = three_configs
+    na = cell(suite, "full", None, "nf4", na="full does not support quant nf4")
+    never = cell(suite, "lora", 16)
+    cells = [cells[0], na, *cells[1:], never]
+    runs = pd.concat([runs, pd.DataFrame([{"run_id": "stranger", "status": "FINISHED", "cell_id": "not-in-grid"}])])
+    board = write_report(suite, cells, runs, tmp_path / "out" / "rep-test", ACC)
+    assert board == tmp_path / "out" / "rep-test" / "leaderboard.md" and board.read_text().startswith("# rep-test leaderboard")
+    csv = pd.read_csv(board.parent / "runs.csv")
+    assert list(csv["cell_id"]) == [c.id for c in cells]
+    assert list(csv.columns[:9]) == ["cell_id", "task", "method", "rank", "quant", "seed", "status", "error", "run_id"]
+    assert set(METRIC_COLUMNS) | {"memory_kind", "device"} <= set(csv.columns)
+    assert list(csv["status"]) == ["FINISHED", "not applicable", "FINISHED", "FINISHED", "FINISHED", "FINISHED", "FAILED", "not run"]
+    assert list(csv["run_id"].fillna("")) == ["f0", "", "f1", "a0", "a1", "b0", "b1", ""]
+    assert csv.loc[1, "error"] == "full does not support quant nf4"
+    assert csv.loc[6, "error"].startswith("RuntimeError: CUDA out of memory")
+    assert pd.isna(csv.loc[0, "rank"]) and csv.loc[3, "rank"] == 4 and list(csv["seed"][:3]) == [0, 0, 1]
+    assert csv.loc[3, "test_score"] == pytest.approx(0.88) and csv.loc[3, "memory_kind"] == "cpu_rss"
+    assert "stranger" not in set(csv["run_id"].dropna())
+
+
+def test_no_runs_at_all(tmp_path, suite):
+    cells = [cell(suite, "lora", 4, seed=s) for s in (0, 1)]
+    board = write_report(suite, cells, pd.DataFrame(), tmp_path, ACC).read_text()
+    assert table_rows(board) == []
+    assert "No finished runs for this task yet" in board and "not run (seeds 0, 1)" in board
+    assert list(pd.read_csv(tmp_path / "runs.csv")["status"]) == ["not run", "not run"]
+
+
+def test_header_and_provenance_footer(suite, three_configs):
+    cells, runs = three_configs
+    runs = runs.copy()
+    runs.loc[runs["run_id"] == "a1", ["git_commit", "device"]] = ["def5678", "cuda:0 NVIDIA H100"]
+    board = build_leaderboard(suite, cells, runs, ACC)
+    head, footer = board.split("## sent (accuracy)")[0], board.split("## Provenance")[1]
+    assert head.startswith("# rep-test leaderboard\n") and "Report test suite." in head
+    assert suite.model.describe() in head and "runs.csv" in head and "↑" in head and "`n`" in head
+    assert "`abc1234`, `def5678`" in footer  # several commits: all listed
+    assert "`cpu (2 cores)`, `cuda:0 NVIDIA H100`" in footer
+    assert "torch 2.13.0; transformers 5.23.0; peft 0.21.0; bitsandbytes 0.50.0" in footer
+    assert f"now has `{suite.fingerprint()}`" in footer  # the runs' fingerprint "fp" differs from the file's
+    assert re.search(r"report generated: \d{4}-\d\d-\d\d \d\d:\d\d UTC", footer)
+
+
+def test_number_formats_and_memory_footnote(suite):
+    c = cell(suite, "lora", 4)
+    runs = pd.DataFrame([run(c, "x", test_score=0.87654, forgetting=0.000123456, trainable_frac=0.000456789,
+                             trainable_params=1234567.0, peak_memory_mb=1234.56, tokens_per_s=2999.6,
+                             adapter_bytes=1_234_567.0, train_time_s=12.345)])
+    board = build_leaderboard(make_suite(seeds=(0,)), [c], runs, ACC)
+    row = table(board)[0]
+    assert row["test accuracy ↑"] == "**0.877**"
+    assert row["forgetting ↓"] == "0.0001235"
+    assert row["trainable % ↓"] == "0.0457"
+    assert row["trainable params"] == "1,234,567"
+    assert row["peak memory (MB) ↓ †"] == "1,235"
+    assert row["tokens/s ↑"] == "3,000"
+    assert row["adapter size (MB) ↓"] == "1.23"
+    assert row["train time (s)"] == "12.3"
+    assert "† peak memory is `cpu_rss`" in board
+
+
+def test_mixed_memory_kinds_are_flagged(suite):
+    a, b = cell(suite, "lora", 4), cell(suite, "full", None)
+    runs = pd.DataFrame([run(a, "a"), run(b, "b", memory_kind="cuda_allocated", device="cuda:0 NVIDIA H100")])
+    board = build_leaderboard(make_suite(seeds=(0,)), [a, b], runs, ACC)
+    memory = {r["method"]: r["peak memory (MB) ↓ †"] for r in table(board)}
+    assert memory == {"lora": "512 (cpu_rss)", "full": "512 (cuda_allocated)"}
+    assert "measured in different ways" in board
+
+
+def test_one_section_per_task_with_its_own_metric(tmp_path):
+    suite = make_suite(tasks=(("sent", "accuracy"), ("copy", "exact_match")), seeds=(0,))
+    a, b = cell(suite, "lora", 4, task="sent"), cell(suite, "lora", 4, task="copy")
+    runs = pd.DataFrame([run(a, "a", test_score=0.6), run(b, "b", test_score=0.3)])
+    board = build_leaderboard(suite, [a, b], runs, {"accuracy": True, "exact_match": False})
+    sent, copy = board.split("## sent (accuracy)")[1].split("## copy (exact_match)")
+    assert table(sent)[0]["test accuracy ↑"] == "**0.600**"
+    assert table(copy.split("## Provenance")[0])[0]["test exact_match ↓"] == "**0.300**"
+
+
+def test_grid_entries_sharing_method_rank_quant_stay_apart(suite):
+    slow = [cell(suite, "lora", 4, seed=s) for s in (0, 1)]
+    fast = [cell(suite, "lora", 4, seed=s, lr=1e-2) for s in (0, 1)]
+    runs = pd.DataFrame([run(slow[0], "s0", test_score=0.6), run(slow[1], "s1", test_score=0.6),
+                         run(fast[0], "f0", test_score=0.9), run(fast[1], "f1", test_score=0.9)])
+    rows = table(build_leaderboard(suite, slow + fast, runs, ACC))
+    assert [(r["method"], r["test accuracy ↑"], r["n"]) for r in rows] == [
+        ("lora (lr=0.01)", "**0.900**", "2"), ("lora (lr=0.0001)", "0.600", "2")]
