@@ -6,7 +6,6 @@ Exit codes: 0 all good; 1 some cells failed (the rest ran and are reported);
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -72,27 +71,26 @@ def cmd_run(args) -> int:
     uri = track.resolve_tracking_uri(args.tracking_uri)
     n = sum(c.runnable for c in cells)
     print(f"suite {suite.name}: {len(cells)} cells, {n} to run; tracking at {uri}", flush=True)
-    resolved = json.dumps(suite.to_dict(), indent=2, default=str)
     inv = track.start_invocation(uri, suite.name, {"suite_fingerprint": suite.fingerprint(), "suite_file": suite.file,
                                                    "model": suite.model.describe(), **provenance()},
-                                 {"suite.yaml": Path(suite.file).read_text(), "suite.resolved.json": resolved})
+                                 {"suite.yaml": Path(suite.file).read_text(), "suite.resolved.json": suite.resolved_json()})
     t0 = time.perf_counter()
-    ok = False
+    status = "KILLED"
     try:
         outcomes = run_cells(suite, cells, inv, in_process=args.in_process)
-        ok = all(o.ok for o in outcomes)
-    finally:
+        status = "FINISHED" if all(o.ok for o in outcomes) else "FAILED"
+    finally:  # whatever happened, the report shows what was recorded and the parent run is closed
         out_dir = _results_dir(args, suite)
         board = _write_report(suite, cells, uri, out_dir)
         wall = time.perf_counter() - t0
-        track.finish_invocation(inv, ok, {"wall_time_s": wall},
+        track.finish_invocation(inv, status, {"wall_time_s": wall},
                                 {"report": str(board), "report/data": str(out_dir / "runs.csv")})
     print()
     print(board.read_text())
     failed = sum(not o.ok for o in outcomes)
     print(f"{len(outcomes)} cells in {wall:.0f} s ({failed} failed). Leaderboard: {board}; per-run table: {out_dir / 'runs.csv'}")
     print(f"Inspect runs: mlflow ui --backend-store-uri {uri}")
-    return 0 if ok else 1
+    return 0 if status == "FINISHED" else 1
 
 
 def cmd_report(args) -> int:

@@ -134,8 +134,12 @@ def load_model(location: Location, task_type: str, quant: str, label_names: tupl
     transformers.logging.set_verbosity_error()  # the per-load report lists the new task head: expected, not news
     transformers.utils.logging.disable_progress_bar()
 
-    kwargs = dict(gguf_file=location.gguf_file, revision=location.revision, dtype=torch.float32)
     qc = quant_config(quant)
+    if qc is not None and location.gguf_file:
+        with tempfile.TemporaryDirectory(prefix="harness-gguf-") as directory:
+            _save_dequantized(location, directory)
+            return load_model(Location(directory), task_type, quant, label_names, device)
+    kwargs = dict(gguf_file=location.gguf_file, revision=location.revision, dtype=torch.float32)
     if qc is not None:
         kwargs |= dict(quantization_config=qc, device_map={"": device.index or 0} if device.type == "cuda" else {"": "cpu"})
     if task_type == "seq_cls":
@@ -159,6 +163,23 @@ def _keep_cpu_4bit_trainable(model) -> None:
     for module in model.modules():
         if hasattr(module, "support_avx512bf16_for_cpu"):
             module.support_avx512bf16_for_cpu = False
+
+
+def _save_dequantized(location: Location, directory: str) -> None:
+    """transformers refuses a quantization_config together with a GGUF file, so the GGUF
+    weights are dequantized into a temporary HF directory and quantized from there."""
+    from transformers import AutoModelForCausalLM
+
+    from safetensors.torch import save_model
+
+    model = AutoModelForCausalLM.from_pretrained(location.source, gguf_file=location.gguf_file,
+                                                 revision=location.revision, dtype=torch.float32)
+    # save_pretrained refuses a GGUF-loaded model; its weights are plain fp32 after loading
+    save_model(model, str(Path(directory) / "model.safetensors"))  # handles tied embeddings
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.save_pretrained(directory)  # a sequence-classification head is added on reload
 
 
 def head_names(model, task_type: str) -> tuple[str, ...]:

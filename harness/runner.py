@@ -188,23 +188,34 @@ def run_cells(suite: Suite, cells: list[Cell], inv: track.Invocation, in_process
     """Run the runnable cells one after another, each in a fresh process (or here, if asked)."""
     runnable = [c for c in cells if c.runnable]
     outcomes = []
-    prov = provenance()
+    prov, resolved = provenance(), suite.resolved_json()
     for i, cell in enumerate(runnable, 1):
         _log(f"[{i}/{len(runnable)}] {cell.label}")
         run_id = track.create_child(inv, cell.label, cell.params(),
                                     {"cell_id": cell.id, "suite_fingerprint": suite.fingerprint(),
                                      "model": suite.model.describe(), **prov})
+        track.log_text(inv.tracking_uri, run_id, resolved, "suite.resolved.json")
         t0 = time.perf_counter()
-        if in_process:
-            ok = run_cell(suite, cell, inv, run_id)
-        else:
-            proc = _context().Process(target=_worker, args=(suite, cell, inv, run_id), name=f"cell-{cell.id}")
-            proc.start()
-            proc.join()
-            ok = proc.exitcode == 0
-            if track.run_status(inv.tracking_uri, run_id) == "RUNNING":  # died before it could say so
-                track.end_run(inv.tracking_uri, run_id, ok=False,
-                              error=f"worker process died (exit code {proc.exitcode}); out of memory or killed?")
-                _log(f"    FAILED {cell.label}: worker process died (exit code {proc.exitcode})")
+        try:
+            ok = run_cell(suite, cell, inv, run_id) if in_process else _run_in_worker(suite, cell, inv, run_id)
+        except KeyboardInterrupt:  # never leave a run RUNNING
+            track.end_run(inv.tracking_uri, run_id, ok=False, error="interrupted by the user", status="KILLED")
+            raise
         outcomes.append(CellOutcome(cell, run_id, ok, time.perf_counter() - t0))
     return outcomes
+
+
+def _run_in_worker(suite: Suite, cell: Cell, inv: track.Invocation, run_id: str) -> bool:
+    proc = _context().Process(target=_worker, args=(suite, cell, inv, run_id), name=f"cell-{cell.id}")
+    proc.start()
+    try:
+        proc.join()
+    finally:
+        if proc.is_alive():
+            proc.terminate()
+            proc.join()
+    if track.run_status(inv.tracking_uri, run_id) == "RUNNING":  # died before it could say so
+        reason = f"worker process died (exit code {proc.exitcode}); out of memory or killed?"
+        track.end_run(inv.tracking_uri, run_id, ok=False, error=reason)
+        _log(f"    FAILED {cell.label}: {reason}")
+    return proc.exitcode == 0

@@ -140,6 +140,10 @@ class Suite:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def resolved_json(self) -> str:
+        """The suite after defaults and path resolution, as logged with every run."""
+        return json.dumps(self.to_dict(), indent=2, default=str)
+
 
 # --------------------------------------------------------------------------- parsing
 

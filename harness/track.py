@@ -102,13 +102,14 @@ def log_text(uri: str, run_id: str, text: str, name: str) -> None:
     _client(uri).log_text(run_id, text, name)
 
 
-def end_run(uri: str, run_id: str, ok: bool, error: str | None = None) -> None:
-    """FINISHED, or FAILED with the reason as the `error` tag (the report shows it)."""
-    tags = {"status": "finished" if ok else "failed"}
+def end_run(uri: str, run_id: str, ok: bool, error: str | None = None, status: str | None = None) -> None:
+    """FINISHED, or FAILED (KILLED if given) with the reason as the `error` tag (the report shows it)."""
+    status = status or ("FINISHED" if ok else "FAILED")
+    tags = {"status": status.lower()}
     if error:
         tags["error"] = error[:5000]
     log_tags(uri, run_id, tags)
-    _client(uri).set_terminated(run_id, "FINISHED" if ok else "FAILED")
+    _client(uri).set_terminated(run_id, status)
 
 
 def run_status(uri: str, run_id: str) -> str:
@@ -137,11 +138,11 @@ def load_runs(uri: str, suite_name: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def finish_invocation(inv: Invocation, ok: bool, summary: dict[str, float], files: dict[str, str]) -> None:
+def finish_invocation(inv: Invocation, status: str, summary: dict[str, float], files: dict[str, str]) -> None:
     client = _client(inv.tracking_uri)
     if summary:
         log_metrics(inv.tracking_uri, inv.parent_run_id, summary)
     for name, path in files.items():
         if Path(path).is_file():
             client.log_artifact(inv.parent_run_id, path, name)
-    client.set_terminated(inv.parent_run_id, "FINISHED" if ok else "FAILED")
+    client.set_terminated(inv.parent_run_id, status)

@@ -77,6 +77,10 @@ def test_mlflow_has_one_finished_child_per_cell_with_every_metric(finished_run):
         assert c.data.metrics["peak_memory_mb"] > 10 and c.data.metrics["tokens_per_s"] > 0
     lora = [c for c in finished if c.data.params["method"] == "lora"]
     assert all(client.list_artifacts(c.info.run_id, "adapter") for c in lora)
+    for c in children:
+        assert "suite.resolved.json" in {a.path for a in client.list_artifacts(c.info.run_id)}
+    parent_files = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    assert {"suite.yaml", "suite.resolved.json", "report"} <= parent_files
     by_rank = {c.data.params["rank"]: c.data.metrics["trainable_params"] for c in lora if c.data.params["quant"] == "none"}
     # 2 layers x (query, value) x r x (32 + 32), plus the 32x2+2 classifier
     assert by_rank == {"2": 2 * 2 * 2 * 64 + 66, "4": 2 * 2 * 4 * 64 + 66}

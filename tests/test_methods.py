@@ -166,3 +166,18 @@ def test_nf4_trains_after_the_base_was_evaluated():
     ctx = ApplyContext("seq_cls", "bert", "nf4", models.head_names(model, "seq_cls"))
     model = lora.apply(model, lora.make_settings(4, {}), ctx)
     assert run_steps(model, tok, "seq_cls").steps == 3
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_training_is_deterministic_on_cpu(method):
+    from harness.train import seed_everything
+
+    results = []
+    for _ in range(2):
+        seed_everything(7)
+        model, tok = build("causal_lm", method, rank=4 if method == "lora" else None)
+        stats = run_steps(model, tok, "causal_lm", steps=4)
+        results.append((stats.losses, {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}))
+    (losses_a, params_a), (losses_b, params_b) = results
+    assert losses_a == losses_b
+    assert params_a.keys() == params_b.keys() and all(torch.equal(params_a[k], params_b[k]) for k in params_a)
