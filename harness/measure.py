@@ -120,14 +120,16 @@ def probe_signal(model, batches: list[dict], task_type: str, device: torch.devic
         ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
         with _autocast(device):
             out = model(input_ids=ids, attention_mask=mask, output_hidden_states=task_type != "causal_lm")
+        # soft-prompt methods prepend virtual tokens: measure on the real tokens only
+        width = ids.shape[1]
         if task_type == "causal_lm":
-            logits = out.logits[:, :-1].float()
+            logits = out.logits[:, -width:][:, :-1].float()
             target = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
             losses += float(torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1),
                                                               ignore_index=-100, reduction="sum"))
             tokens += int((target != -100).sum())
         else:
-            hidden = out.hidden_states[-1].float()
+            hidden = out.hidden_states[-1][:, -width:].float()
             m = mask.unsqueeze(-1).to(hidden.dtype)
             pooled.append(((hidden * m).sum(1) / m.sum(1)).cpu())
     if task_type == "causal_lm":

@@ -112,7 +112,7 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
     before = measure.probe_signal(model, probe_batches, suite.task_type, device)  # the base, before any method
 
     ctx = ApplyContext(task_type=suite.task_type, model_type=model.config.model_type, quant=cell.quant,
-                       head_names=models.head_names(model, suite.task_type))
+                       head_names=models.head_names(model, suite.task_type), total_steps=cfg.steps)
     model = method.apply(model, cell.settings, ctx)
     trainable, total = measure.count_params(model)
     _log(f"    {trainable:,} of {total:,} parameters trainable ({100 * trainable / total:.3f}%)")

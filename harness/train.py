@@ -91,10 +91,10 @@ def train(model, examples: list[dict], cfg: Training, seed: int, pad_id: int, de
         if cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         opt.step()
+        if on_step is not None:  # after the update, gradients still there (AdaLoRA scores them)
+            on_step(model, step)
         sched.step()
         opt.zero_grad(set_to_none=True)
-        if on_step is not None:
-            on_step(model, step)
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
             n = (step % cfg.log_every) + 1
             value = float(running) / n  # the one host sync every log_every steps

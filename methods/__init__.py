@@ -34,6 +34,7 @@ class ApplyContext:
     model_type: str  # config.model_type, e.g. "bert", "llama"
     quant: str  # "none" | "int8" | "nf4"
     head_names: tuple[str, ...] = ()  # task-head modules that must train (classifier, ...)
+    total_steps: int = 0  # optimizer steps the training will take (schedules such as AdaLoRA's)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,10 @@ class Method:
     stored_bytes: Callable[[Any], int] | None = None
     # save(model, directory) -> None; None = nothing worth saving as an artifact (e.g. full FT)
     save: Callable[[Any, str], None] | None = None
+    # load(base_model, directory, settings, ctx) -> adapted model, the inverse of save
+    load: Callable[[Any, str, Any, "ApplyContext"], Any] | None = None
+    # merge(model) -> a plain model computing the same function (only where mergeable)
+    merge: Callable[[Any], Any] | None = None
     # on_step(model, step) after each optimizer step, for methods with a schedule of their own
     on_step: Callable[[Any, int], None] | None = None
 
@@ -110,6 +115,16 @@ def _type_name(hint: Any) -> str:
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
+def freeze_all_but_heads(model, ctx: ApplyContext) -> None:
+    """For methods of our own: freeze the base, keep the new task head (ctx.head_names) trainable."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] in ctx.head_names:
+            for p in module.parameters():
+                p.requires_grad_(True)
+
+
 _REGISTRY: dict[str, Method] = {}
 
 
@@ -120,6 +135,10 @@ def register(name: str, settings_cls: type, apply: Callable, **declared) -> Meth
         if key in declared:
             declared[key] = frozenset(declared[key])
     method = Method(name=name, settings_cls=settings_cls, apply=apply, **declared)
+    if method.mergeable != (method.merge is not None):
+        raise ValueError(f"method {name!r}: mergeable methods need a merge function, and only they")
+    if (method.save is None) != (method.load is None):
+        raise ValueError(f"method {name!r}: save and load come together")
     if method.ranked and "rank" not in {f.name for f in dataclasses.fields(settings_cls)}:
         raise ValueError(f"ranked method {name!r} needs a `rank` field in {settings_cls.__name__}")
     _REGISTRY[name] = method

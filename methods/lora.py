@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from methods import ApplyContext, register
+from methods import ApplyContext, _peft, register
 from methods._targets import resolve_targets
-
-PEFT_TASK_TYPES = {"seq_cls": "SEQ_CLS", "causal_lm": "CAUSAL_LM"}
 
 
 @dataclass(frozen=True)
@@ -28,26 +26,19 @@ class LoraSettings:
 
 
 def apply(model, settings: LoraSettings, ctx: ApplyContext):
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from peft import LoraConfig
 
-    if ctx.quant != "none":
-        # casts norms/heads to fp32 and freezes the quantized base (QLoRA recipe)
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     config = LoraConfig(
         r=settings.rank,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
         target_modules=list(resolve_targets(model, ctx.model_type, settings.targets)),
-        task_type=PEFT_TASK_TYPES[ctx.task_type],
-        modules_to_save=list(ctx.head_names) or None,
+        task_type=_peft.task_type(ctx),
+        modules_to_save=_peft.modules_to_save(ctx),
     )
-    return get_peft_model(model, config)
-
-
-def save(model, directory: str) -> None:
-    model.save_pretrained(directory)
+    return _peft.wrap(model, config, ctx)
 
 
 register("lora", LoraSettings, apply, paper="Hu et al. 2021, arXiv:2106.09685",
          ranked=True, rank_meaning="rank r of B·A", quants={"none", "int8", "nf4"},
-         mergeable=True, save=save)
+         mergeable=True, merge=_peft.merge, **_peft.SAVE_LOAD)
