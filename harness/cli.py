@@ -32,11 +32,14 @@ def validate_suite(path: str) -> tuple[Suite, list[Cell]]:
 
 
 def _grid_table(cells: list[Cell]) -> str:
-    lines = [f"{'#':>3}  {'task':<14} {'method':<10} {'rank':>4}  {'quant':<5} {'seed':>4}  status", "-" * 64]
+    rows = [("#", "task", "method", "rank", "quant", "seed", "status")]
     for i, c in enumerate(cells, 1):
-        rank = "-" if c.rank is None else str(c.rank)
-        status = "run" if c.runnable else f"n/a: {c.na_reason}"
-        lines.append(f"{i:>3}  {c.task:<14} {c.method:<10} {rank:>4}  {c.quant:<5} {c.seed:>4}  {status}")
+        rows.append((str(i), c.task, c.method, "-" if c.rank is None else str(c.rank), c.quant, str(c.seed),
+                     "run" if c.runnable else f"n/a: {c.na_reason}"))
+    widths = [max(len(r[k]) for r in rows) for k in range(6)]
+    lines = ["  " + "  ".join(v.rjust(w) if k in (0, 3, 5) else v.ljust(w) for k, (v, w) in enumerate(zip(r, widths))) + "  " + r[6]
+             for r in rows]
+    lines.insert(1, "  " + "-" * (len(lines[0]) - 2))
     n = sum(c.runnable for c in cells)
     lines.append(f"{len(cells)} cells: {n} to run, {len(cells) - n} n/a")
     return "\n".join(lines)

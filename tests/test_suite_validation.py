@@ -74,7 +74,7 @@ BAD = [
     # --- grid
     Bad("empty-grid", {"grid": []}, "grid", ("expected a non-empty list of entries", "found []")),
     Bad("unknown-method", {"grid.1.method": "lorra"},
-        "grid[1].method", ("found 'lorra'", "did you mean 'lora'?", "full, lora")),
+        "grid[1].method", ("found 'lorra'", "did you mean 'lora'?", "one of ", "full", "lora")),
     Bad("rank-on-full", {"grid.0.rank": 4},
         "grid[0].rank", ("method 'full' has none", "found [4]", "remove `rank` from this entry")),
     Bad("rank-zero", {"grid.1.rank": [0, 4]}, "grid[1].rank[0]", ("expected a positive integer, found 0",)),

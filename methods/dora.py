@@ -1,0 +1,50 @@
+"""DoRA — Liu et al. 2024, "DoRA: Weight-Decomposed Low-Rank Adaptation" (arXiv:2402.09353).
+
+What it trains: each target weight is split into a magnitude (one scale per output
+feature, initialised to the column norms of W) and a direction; the direction is updated
+by a LoRA product B·A (rank r, scaled by alpha/r) and renormalised, the magnitude is
+trained directly.  So per target linear: r·(d_in + d_out) for B·A plus d_out magnitudes.
+B starts at zero, so the adapted model starts equal to the base.  Through peft's
+`LoraConfig(use_dora=True)`.
+
+Over an NF4 base this is QDoRA (peft dequantizes the 4-bit weight for the norm).  int8 is
+left out: on CPU, peft 0.21's DoRA re-creates the Int8Params after dequantizing it for the
+norm (`module.weight = module.weight.to(device)` in `dequantize_module_weight`), the new
+parameter has no scales (SCB), and the second forward fails in bitsandbytes
+("'NoneType' object has no attribute 'unsqueeze'").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from methods import ApplyContext, _peft, register
+from methods._targets import resolve_targets
+
+
+@dataclass(frozen=True)
+class DoraSettings:
+    rank: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.0
+    targets: tuple[str, ...] | None = None  # None: the architecture's attention q/v projections
+
+    def __post_init__(self):
+        if self.rank < 1 or self.alpha <= 0 or not 0 <= self.dropout < 1:
+            raise ValueError(f"dora needs rank >= 1, alpha > 0 and 0 <= dropout < 1; got rank={self.rank}, "
+                             f"alpha={self.alpha}, dropout={self.dropout}")
+
+
+def apply(model, settings: DoraSettings, ctx: ApplyContext):
+    from peft import LoraConfig
+
+    config = LoraConfig(
+        r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout, use_dora=True,
+        target_modules=list(resolve_targets(model, ctx.model_type, settings.targets)),
+        task_type=_peft.task_type(ctx), modules_to_save=_peft.modules_to_save(ctx),
+    )
+    return _peft.wrap(model, config, ctx)
+
+
+register("dora", DoraSettings, apply, paper="Liu et al. 2024, arXiv:2402.09353",
+         ranked=True, rank_meaning="rank r of the direction update B·A", quants={"none", "nf4"},
+         mergeable=True, merge=_peft.merge, **_peft.SAVE_LOAD)

@@ -1,0 +1,46 @@
+"""Prefix tuning — Li & Liang 2021, "Prefix-Tuning: Optimizing Continuous Prompts for
+Generation" (arXiv:2101.00190).
+
+What it trains: a prefix of n virtual positions in every attention layer — a key and a
+value vector per layer and position (n x layers x 2 x d_kv parameters) that each real
+token can attend to, passed to the frozen model as its past key/value cache.  The paper
+trains the prefix through a reparametrisation MLP for stability (`projection`: its hidden
+size; then the saved adapter holds the MLP's output table).  Outputs differ from the
+base from the start; nothing to merge.  For seq_cls the new classifier trains too.
+
+Through peft's PrefixTuningConfig.  Both task types work with peft 0.21 and
+transformers 5 on our tiny models: Llama reads the prefix as a DynamicCache (training,
+batched left-padded `generate` equal to unbatched and to step-by-step greedy decoding),
+and BERT's self-attention still takes `past_key_values`, so the prefix receives gradients
+in sequence classification.  The base is only read, so int8 and NF4 bases train.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from methods import ApplyContext, _peft, register
+
+
+@dataclass(frozen=True)
+class PrefixTuningSettings:
+    rank: int = 10  # prefix length; the paper's setting for table-to-text
+    projection: int = 0  # hidden size of the reparametrisation MLP; 0 trains the prefix directly
+
+    def __post_init__(self):
+        if self.rank < 1 or self.projection < 0:
+            raise ValueError(f"prefix_tuning needs rank (prefix length) >= 1 and projection >= 0; "
+                             f"got rank={self.rank}, projection={self.projection}")
+
+
+def apply(model, settings: PrefixTuningSettings, ctx: ApplyContext):
+    from peft import PrefixTuningConfig
+
+    config = PrefixTuningConfig(num_virtual_tokens=settings.rank, prefix_projection=settings.projection > 0,
+                                encoder_hidden_size=settings.projection or None,
+                                task_type=_peft.task_type(ctx), modules_to_save=_peft.modules_to_save(ctx))
+    return _peft.wrap(model, config, ctx)
+
+
+register("prefix_tuning", PrefixTuningSettings, apply, paper="Li & Liang 2021, arXiv:2101.00190",
+         ranked=True, rank_meaning="prefix length (virtual positions per layer)", quants={"none", "int8", "nf4"},
+         **_peft.SAVE_LOAD)
