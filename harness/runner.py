@@ -9,7 +9,6 @@ no run is left RUNNING.
 """
 from __future__ import annotations
 
-import dataclasses
 import multiprocessing as mp
 import os
 import subprocess
@@ -85,8 +84,6 @@ def run_cell(suite: Suite, cell: Cell, inv: track.Invocation, run_id: str) -> bo
 
 
 def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple[dict, dict]:
-    import torch
-
     from harness import data as data_mod
     from harness import measure, models, probe
     from harness.train import evaluate, seed_everything, train

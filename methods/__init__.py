@@ -12,7 +12,7 @@ import importlib
 import pkgutil
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from harness.errors import did_you_mean

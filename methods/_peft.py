@@ -20,12 +20,24 @@ def wrap(model, config, ctx: ApplyContext):
     return get_peft_model(model, config)
 
 
-def task_type(ctx: ApplyContext) -> str:
-    return PEFT_TASK_TYPES[ctx.task_type]
+def adapt(model, ctx: ApplyContext, config_cls, **fields):
+    """get_peft_model with `config_cls(**fields)` for the task type, the new task head trainable."""
+    config = config_cls(**fields, task_type=PEFT_TASK_TYPES[ctx.task_type], modules_to_save=list(ctx.head_names) or None)
+    return wrap(model, config, ctx)
 
 
-def modules_to_save(ctx: ApplyContext) -> list[str] | None:
-    return list(ctx.head_names) or None
+def targets(model, ctx: ApplyContext, override: tuple[str, ...] | None) -> list[str]:
+    """The suite's `targets` setting, else the architecture's attention q/v projections."""
+    from methods._targets import resolve_targets
+
+    return list(resolve_targets(model, ctx.model_type, override))
+
+
+def check_low_rank(name: str, rank: int, alpha: float, dropout: float = 0.0) -> None:
+    """Range checks shared by the low-rank settings classes (raised at suite validation)."""
+    if rank < 1 or alpha <= 0 or not 0 <= dropout < 1:
+        raise ValueError(f"{name} needs rank >= 1, alpha > 0 and 0 <= dropout < 1; got rank={rank}, "
+                         f"alpha={alpha}, dropout={dropout}")
 
 
 def save(model, directory: str) -> None:

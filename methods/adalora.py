@@ -23,7 +23,6 @@ import math
 from dataclasses import dataclass
 
 from methods import ApplyContext, _peft, register
-from methods._targets import resolve_targets
 
 
 @dataclass(frozen=True)
@@ -64,13 +63,12 @@ def apply(model, settings: AdaloraSettings, ctx: ApplyContext):
     if ctx.total_steps < 1:
         raise ValueError("adalora needs the number of training steps (ApplyContext.total_steps) for its schedule")
     tinit, tfinal, delta = schedule(ctx.total_steps, settings)
-    config = AdaLoraConfig(
+    return _peft.adapt(
+        model, ctx, AdaLoraConfig,
         target_r=settings.rank, init_r=settings.initial_rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
         tinit=tinit, tfinal=tfinal, deltaT=delta, total_step=ctx.total_steps, orth_reg_weight=settings.orth_reg_weight,
-        target_modules=list(resolve_targets(model, ctx.model_type, settings.targets)),
-        task_type=_peft.task_type(ctx), modules_to_save=_peft.modules_to_save(ctx),
+        target_modules=_peft.targets(model, ctx, settings.targets),
     )
-    return _peft.wrap(model, config, ctx)
 
 
 def on_step(model, step: int) -> None:

@@ -29,11 +29,8 @@ def apply(model, settings: Ia3Settings, ctx: ApplyContext):
     # an explicit empty list means no input scaling (None means the default FFN layer)
     ffn = () if settings.feedforward == () else resolve_targets(model, ctx.model_type, settings.feedforward, FFN_OUT,
                                                                  kind="feedforward")
-    config = IA3Config(
-        target_modules=list(dict.fromkeys(scaled + ffn)), feedforward_modules=list(ffn),
-        task_type=_peft.task_type(ctx), modules_to_save=_peft.modules_to_save(ctx),
-    )
-    return _peft.wrap(model, config, ctx)
+    return _peft.adapt(model, ctx, IA3Config, target_modules=list(dict.fromkeys(scaled + ffn)),
+                       feedforward_modules=list(ffn))
 
 
 register("ia3", Ia3Settings, apply, paper="Liu et al. 2022, arXiv:2205.05638",

@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from methods import ApplyContext, _peft, register
-from methods._targets import resolve_targets
 
 
 @dataclass(frozen=True)
@@ -28,19 +27,14 @@ class LohaSettings:
     targets: tuple[str, ...] | None = None  # None: the architecture's attention q/v projections
 
     def __post_init__(self):
-        if self.rank < 1 or self.alpha <= 0:
-            raise ValueError(f"loha needs rank >= 1 and alpha > 0; got rank={self.rank}, alpha={self.alpha}")
+        _peft.check_low_rank("loha", self.rank, self.alpha)
 
 
 def apply(model, settings: LohaSettings, ctx: ApplyContext):
     from peft import LoHaConfig
 
-    config = LoHaConfig(
-        r=settings.rank, alpha=settings.alpha,
-        target_modules=list(resolve_targets(model, ctx.model_type, settings.targets)),
-        task_type=_peft.task_type(ctx), modules_to_save=_peft.modules_to_save(ctx),
-    )
-    return _peft.wrap(model, config, ctx)
+    return _peft.adapt(model, ctx, LoHaConfig, r=settings.rank, alpha=settings.alpha,
+                       target_modules=_peft.targets(model, ctx, settings.targets))
 
 
 register("loha", LohaSettings, apply, paper="Hyeon-Woo et al. 2022, arXiv:2108.06098",

@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from methods import ApplyContext, _peft, register
-from methods._targets import resolve_targets
 
 
 @dataclass(frozen=True)
@@ -28,19 +27,14 @@ class LokrSettings:
     targets: tuple[str, ...] | None = None  # None: the architecture's attention q/v projections
 
     def __post_init__(self):
-        if self.rank < 1 or self.alpha <= 0:
-            raise ValueError(f"lokr needs rank >= 1 and alpha > 0; got rank={self.rank}, alpha={self.alpha}")
+        _peft.check_low_rank("lokr", self.rank, self.alpha)
 
 
 def apply(model, settings: LokrSettings, ctx: ApplyContext):
     from peft import LoKrConfig
 
-    config = LoKrConfig(
-        r=settings.rank, alpha=settings.alpha,
-        target_modules=list(resolve_targets(model, ctx.model_type, settings.targets)),
-        task_type=_peft.task_type(ctx), modules_to_save=_peft.modules_to_save(ctx),
-    )
-    return _peft.wrap(model, config, ctx)
+    return _peft.adapt(model, ctx, LoKrConfig, r=settings.rank, alpha=settings.alpha,
+                       target_modules=_peft.targets(model, ctx, settings.targets))
 
 
 register("lokr", LokrSettings, apply, paper="Yeh et al. 2024, arXiv:2309.14859",

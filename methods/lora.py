@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from methods import ApplyContext, _peft, register
-from methods._targets import resolve_targets
 
 
 @dataclass(frozen=True)
@@ -20,23 +19,14 @@ class LoraSettings:
     targets: tuple[str, ...] | None = None  # None: the architecture's attention q/v projections
 
     def __post_init__(self):
-        if self.rank < 1 or self.alpha <= 0 or not 0 <= self.dropout < 1:
-            raise ValueError(f"lora needs rank >= 1, alpha > 0 and 0 <= dropout < 1; got rank={self.rank}, "
-                             f"alpha={self.alpha}, dropout={self.dropout}")
+        _peft.check_low_rank("lora", self.rank, self.alpha, self.dropout)
 
 
 def apply(model, settings: LoraSettings, ctx: ApplyContext):
     from peft import LoraConfig
 
-    config = LoraConfig(
-        r=settings.rank,
-        lora_alpha=settings.alpha,
-        lora_dropout=settings.dropout,
-        target_modules=list(resolve_targets(model, ctx.model_type, settings.targets)),
-        task_type=_peft.task_type(ctx),
-        modules_to_save=_peft.modules_to_save(ctx),
-    )
-    return _peft.wrap(model, config, ctx)
+    return _peft.adapt(model, ctx, LoraConfig, r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                       target_modules=_peft.targets(model, ctx, settings.targets))
 
 
 register("lora", LoraSettings, apply, paper="Hu et al. 2021, arXiv:2106.09685",

@@ -35,10 +35,8 @@ class PrefixTuningSettings:
 def apply(model, settings: PrefixTuningSettings, ctx: ApplyContext):
     from peft import PrefixTuningConfig
 
-    config = PrefixTuningConfig(num_virtual_tokens=settings.rank, prefix_projection=settings.projection > 0,
-                                encoder_hidden_size=settings.projection or None,
-                                task_type=_peft.task_type(ctx), modules_to_save=_peft.modules_to_save(ctx))
-    return _peft.wrap(model, config, ctx)
+    return _peft.adapt(model, ctx, PrefixTuningConfig, num_virtual_tokens=settings.rank,
+                       prefix_projection=settings.projection > 0, encoder_hidden_size=settings.projection or None)
 
 
 register("prefix_tuning", PrefixTuningSettings, apply, paper="Li & Liang 2021, arXiv:2101.00190",

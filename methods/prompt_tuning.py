@@ -29,9 +29,8 @@ class PromptTuningSettings:
 def apply(model, settings: PromptTuningSettings, ctx: ApplyContext):
     from peft import PromptTuningConfig, PromptTuningInit
 
-    config = PromptTuningConfig(num_virtual_tokens=settings.rank, prompt_tuning_init=PromptTuningInit.RANDOM,
-                                task_type=_peft.task_type(ctx), modules_to_save=_peft.modules_to_save(ctx))
-    return _peft.wrap(model, config, ctx)
+    return _peft.adapt(model, ctx, PromptTuningConfig, num_virtual_tokens=settings.rank,
+                       prompt_tuning_init=PromptTuningInit.RANDOM)
 
 
 register("prompt_tuning", PromptTuningSettings, apply, paper="Lester et al. 2021, arXiv:2104.08691",

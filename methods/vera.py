@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from methods import ApplyContext, _peft, register
-from methods._targets import resolve_targets
 
 
 @dataclass(frozen=True)
@@ -34,13 +33,9 @@ class VeraSettings:
 def apply(model, settings: VeraSettings, ctx: ApplyContext):
     from peft import VeraConfig
 
-    config = VeraConfig(
-        r=settings.rank, d_initial=settings.d_initial, vera_dropout=settings.dropout,
-        projection_prng_key=settings.seed, save_projection=True,
-        target_modules=list(resolve_targets(model, ctx.model_type, settings.targets)),
-        task_type=_peft.task_type(ctx), modules_to_save=_peft.modules_to_save(ctx),
-    )
-    return _peft.wrap(model, config, ctx)
+    return _peft.adapt(model, ctx, VeraConfig, r=settings.rank, d_initial=settings.d_initial, vera_dropout=settings.dropout,
+                       projection_prng_key=settings.seed, save_projection=True,
+                       target_modules=_peft.targets(model, ctx, settings.targets))
 
 
 def stored_bytes(model) -> int:

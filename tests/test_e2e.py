@@ -6,7 +6,6 @@ the per-run CSV, and the MLflow runs (one FINISHED child per cell, every metric)
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pandas as pd
 import pytest
