@@ -3,7 +3,7 @@
 Every metric takes (predictions, references) and returns a float; it declares whether
 higher is better (the report sorts by it) and which task types it fits (the suite check
 rejects, say, exact_match on a classification task).  Pure Python on purpose:
-`evaluate.load(...)` fetches metric code from the Hugging Face Hub and fails offline.
+the `evaluate` library's `load` fetches metric code from the Hugging Face Hub and fails offline.
 """
 from __future__ import annotations
 
