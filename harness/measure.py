@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from harness.train import autocast
+
 
 def count_params(model: torch.nn.Module) -> tuple[int, int]:
     """(trainable, total), counting bitsandbytes 4-bit weights by their unpacked size."""
@@ -117,7 +119,7 @@ def probe_signal(model, batches: list[dict], task_type: str, device: torch.devic
     losses, tokens, pooled = 0.0, 0, []
     for batch in batches:
         ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-        with _autocast(device):
+        with autocast(device):
             out = model(input_ids=ids, attention_mask=mask, output_hidden_states=task_type != "causal_lm")
         # soft-prompt methods prepend virtual tokens: measure on the real tokens only
         width = ids.shape[1]
@@ -140,9 +142,3 @@ def forgetting(before: torch.Tensor, after: torch.Tensor, task_type: str) -> flo
     if task_type == "causal_lm":
         return float(after - before)
     return 1.0 - linear_cka(before, after)
-
-
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)

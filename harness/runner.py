@@ -73,13 +73,13 @@ def run_cell(suite: Suite, cell: Cell, inv: track.Invocation, run_id: str) -> bo
         metrics, tags = _train_and_measure(suite, cell, uri, run_id)
         track.log_metrics(uri, run_id, metrics)
         track.log_tags(uri, run_id, tags)
-        track.end_run(uri, run_id, ok=True)
+        track.end_run(uri, run_id, "FINISHED")
         return True
     except Exception as exc:  # noqa: BLE001 - the reason goes to the user through the report
         reason = f"{type(exc).__name__}: {exc}"
         _log(f"    FAILED {cell.label}: {reason}")
         track.log_text(uri, run_id, traceback.format_exc(), "traceback.txt")
-        track.end_run(uri, run_id, ok=False, error=reason)
+        track.end_run(uri, run_id, "FAILED", error=reason)
         return False
 
 
@@ -196,7 +196,7 @@ def run_cells(suite: Suite, cells: list[Cell], inv: track.Invocation, in_process
         try:
             ok = run_cell(suite, cell, inv, run_id) if in_process else _run_in_worker(suite, cell, inv, run_id)
         except KeyboardInterrupt:  # never leave a run RUNNING
-            track.end_run(inv.tracking_uri, run_id, ok=False, error="interrupted by the user", status="KILLED")
+            track.end_run(inv.tracking_uri, run_id, "KILLED", error="interrupted by the user")
             raise
         outcomes.append(CellOutcome(cell, run_id, ok, time.perf_counter() - t0))
     return outcomes
@@ -213,6 +213,6 @@ def _run_in_worker(suite: Suite, cell: Cell, inv: track.Invocation, run_id: str)
             proc.join()
     if track.run_status(inv.tracking_uri, run_id) == "RUNNING":  # died before it could say so
         reason = f"worker process died (exit code {proc.exitcode}); out of memory or killed?"
-        track.end_run(inv.tracking_uri, run_id, ok=False, error=reason)
+        track.end_run(inv.tracking_uri, run_id, "FAILED", error=reason)
         _log(f"    FAILED {cell.label}: {reason}")
     return proc.exitcode == 0

@@ -102,9 +102,8 @@ def log_text(uri: str, run_id: str, text: str, name: str) -> None:
     _client(uri).log_text(run_id, text, name)
 
 
-def end_run(uri: str, run_id: str, ok: bool, error: str | None = None, status: str | None = None) -> None:
-    """FINISHED, or FAILED (KILLED if given) with the reason as the `error` tag (the report shows it)."""
-    status = status or ("FINISHED" if ok else "FAILED")
+def end_run(uri: str, run_id: str, status: str, error: str | None = None) -> None:
+    """End a cell's run as FINISHED, FAILED or KILLED, with the reason as the `error` tag (the report shows it)."""
     tags = {"status": status.lower()}
     if error:
         tags["error"] = error[:5000]
