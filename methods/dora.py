@@ -16,26 +16,20 @@ parameter has no scales (SCB), and the second forward fails in bitsandbytes
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from methods import ApplyContext, _peft, register
+from methods import ApplyContext, _peft, lora, register
 
 
 @dataclass(frozen=True)
-class DoraSettings:
-    rank: int = 8
-    alpha: float = 16.0
-    dropout: float = 0.0
-    targets: tuple[str, ...] | None = None  # None: the architecture's attention q/v projections
+class DoraSettings(lora.LoraSettings):
+    """LoRA's settings: DoRA only adds the magnitude vector, which has none of its own."""
 
-    def __post_init__(self):
-        _peft.check_low_rank("dora", self.rank, self.alpha, self.dropout)
+    name: ClassVar[str] = "dora"
 
 
 def apply(model, settings: DoraSettings, ctx: ApplyContext):
-    from peft import LoraConfig
-
-    return _peft.adapt(model, ctx, LoraConfig, r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                       use_dora=True, target_modules=_peft.targets(model, ctx, settings.targets))
+    return lora.apply(model, settings, ctx, use_dora=True)
 
 
 register("dora", DoraSettings, apply, paper="Liu et al. 2024, arXiv:2402.09353",
