@@ -29,6 +29,8 @@ class Cell:
     training: Training  # resolved: suite defaults + entry overrides, seeds=(seed,)
     na_reason: str | None = None
     context: str = ""  # hash of what else decides the result: model, task type, task data + metric, probe
+    space: tuple = ()  # SearchParams searched for this cell (suite space merged with the entry's)
+    trials: int = 1  # trials this cell gets (the suite's `search.trials`)
 
     @property
     def runnable(self) -> bool:

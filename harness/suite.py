@@ -94,6 +94,32 @@ class Training:
 
 
 @dataclass(frozen=True)
+class SearchParam:
+    """One searched hyperparameter: a training field (`lr`) or a method setting (`settings.alpha`).
+
+    Either a range (`low`..`high`, log-uniform when `log`; `integer` is set by grid
+    expansion from the field's type) or a list of `choices`.
+    """
+
+    name: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+    choices: tuple[Any, ...] | None = None
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """`search:` - the same trial budget for every cell, the objective(s) and the default space."""
+
+    trials: int = 1  # trials per cell, equal for every method (a fair budget)
+    objectives: tuple[str, ...] = ("score",)  # or ("score", "peak_memory"): Pareto mode
+    sampler: str = "tpe"  # tpe | random
+    space: tuple[SearchParam, ...] = ()
+
+
+@dataclass(frozen=True)
 class GridEntry:
     """One `grid:` entry; list-valued rank/quant expand as a cross product."""
 
@@ -102,6 +128,7 @@ class GridEntry:
     quants: tuple[str, ...] = ("none",)
     settings: tuple[tuple[str, Any], ...] = ()  # method settings overrides
     training: tuple[tuple[str, Any], ...] = ()  # training overrides (lr, steps, ...)
+    search: tuple[SearchParam, ...] = ()  # this entry's space, over the suite's `search.space`
     where: str = ""  # field path of this entry, for error messages
 
 
@@ -131,6 +158,8 @@ class Suite:
     probe: ProbeSpec
     description: str = ""
     schema_version: int = SCHEMA_VERSION
+    search: SearchSpec = SearchSpec()
+    plugins: tuple[str, ...] = ()  # absolute paths of .py files that register extra methods
 
     def fingerprint(self) -> str:
         """Content hash (paths relative to the suite file are already resolved)."""
