@@ -1,7 +1,8 @@
-"""Command line: `python -m harness run|validate|report|methods`.
+"""Command line: `python -m harness run|worker|validate|report|methods`.
 
-Exit codes: 0 all good; 1 some cells failed (the rest ran and are reported);
-2 the suite is invalid (nothing was trained and nothing was written to MLflow).
+Exit codes: 0 all good; 1 some trials failed (the rest ran and are reported; run the
+same command again to retry them); 2 the suite or a command-line option is invalid
+(nothing was trained and nothing was written to MLflow).
 """
 from __future__ import annotations
 
@@ -66,34 +67,94 @@ def _write_report(suite: Suite, cells: list[Cell], uri: str, out_dir: Path) -> P
     return write_report(suite, cells, runs, out_dir, {k: m.higher_is_better for k, m in METRICS.items()})
 
 
+def _logs_dir(storage_url: str, study: str) -> Path:
+    from harness.schedule import is_rdb
+
+    base = Path.cwd() if is_rdb(storage_url) else Path(storage_url).resolve().parent
+    return base / "harness-logs" / study
+
+
 def cmd_run(args) -> int:
-    from harness import track
-    from harness.runner import provenance, run_cells
+    return _schedule(args, final=True)
+
+
+def cmd_worker(args) -> int:
+    return _schedule(args, final=False)
+
+
+def _schedule(args, final: bool) -> int:
+    """`run` and `worker`: join (or create) the suite's study and work on it with local workers.
+
+    `run` also closes the study's MLflow parent run and writes the report at the end;
+    `worker` (more machines on a shared storage) only works.
+    """
+    from harness import schedule, track
+    from harness.runner import execute_trial, provenance
 
     suite, cells = validate_suite(args.suite)  # everything is checked before MLflow is touched
     uri = track.resolve_tracking_uri(args.tracking_uri)
-    n = sum(c.runnable for c in cells)
-    print(f"suite {suite.name}: {len(cells)} cells, {n} to run; tracking at {uri}", flush=True)
-    inv = track.start_invocation(uri, suite.name, {"suite_fingerprint": suite.fingerprint(), "suite_file": suite.file,
-                                                   "model": suite.model.describe(), **provenance()},
-                                 {"suite.yaml": Path(suite.file).read_text(), "suite.resolved.json": suite.resolved_json()})
+    storage = schedule.resolve_storage(args.storage, uri)
+    plans = schedule.plan_workers(args.devices, args.per_device, args.workers)
+    n_cells = sum(c.runnable for c in cells)
+    n_trials = sum(c.trials for c in cells if c.runnable)
+    where = "this process" if args.in_process else ", ".join(p.name for p in plans)
+    print(f"suite {suite.name}: {len(cells)} cells, {n_cells} to run, {n_trials} trials; workers: {where}", flush=True)
+    print(f"tracking at {uri}; study {schedule.study_name(suite)} in {storage}", flush=True)
+    study, inv, notes = schedule.prepare(
+        suite, cells, storage, uri,
+        {"suite_fingerprint": suite.fingerprint(), "suite_file": suite.file, "model": suite.model.describe(), **provenance()},
+        {"suite.yaml": Path(suite.file).read_text(), "suite.resolved.json": suite.resolved_json()})
+    for note in notes:
+        print(f"  {note}", flush=True)
+    logs = _logs_dir(storage, study.study_name)
     t0 = time.perf_counter()
-    status = "KILLED"
+    status, prog = "KILLED", None
+    procs: dict = {}
     try:
-        outcomes = run_cells(suite, cells, inv, in_process=args.in_process)
-        status = "FINISHED" if all(o.ok for o in outcomes) else "FAILED"
-    finally:  # whatever happened, the report shows what was recorded and the parent run is closed
-        out_dir = _results_dir(args, suite)
-        board = _write_report(suite, cells, uri, out_dir)
-        wall = time.perf_counter() - t0
-        track.finish_invocation(inv, status, {"wall_time_s": wall},
-                                {"report": str(board), "report/data": str(out_dir / "runs.csv")})
-    print()
-    print(board.read_text())
-    failed = sum(not o.ok for o in outcomes)
-    print(f"{len(outcomes)} cells in {wall:.0f} s ({failed} failed). Leaderboard: {board}; per-run table: {out_dir / 'runs.csv'}")
-    print(f"Inspect runs: mlflow ui --backend-store-uri {uri}")
+        if args.in_process:
+            schedule.work(suite, cells, storage, uri, "main", execute_trial)
+        else:
+            print(f"worker logs: {logs}/", flush=True)
+
+            def start(name: str):
+                plan = next(p for p in plans if p.name == name)
+                return schedule.start_worker(suite.file, storage, uri, plan, str(logs / f"{plan.name}.log"))
+
+            procs = {p.name: start(p.name) for p in plans}
+            schedule.live(study, cells, procs, start, uri, storage)
+        prog = schedule.progress(study, cells)
+        status = "FINISHED" if prog.failed == 0 and prog.left == 0 and prog.running == 0 else "FAILED"
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping workers; their trials end KILLED and run again next time", flush=True)
+        _stop_workers(procs)
+        with schedule.storage_lock(storage):
+            schedule.recover(study, uri)
+        raise
+    finally:
+        if final:  # whatever happened, the report shows what was recorded and the parent run is closed
+            out_dir = _results_dir(args, suite)
+            board = _write_report(suite, cells, uri, out_dir)
+            track.finish_invocation(inv, status, {"wall_time_s": time.perf_counter() - t0},
+                                    {"report": str(board), "report/data": str(out_dir / "runs.csv")})
+    wall = time.perf_counter() - t0
+    if final:
+        print()
+        print(board.read_text())
+    print(f"{prog.line(len(plans))} -- {wall:.0f} s")
+    if final:
+        print(f"Leaderboard: {board}; per-run table: {out_dir / 'runs.csv'}")
+        print(f"Inspect runs: mlflow ui --backend-store-uri {uri}")
     return 0 if status == "FINISHED" else 1
+
+
+def _stop_workers(procs: dict, grace_s: float = 30.0) -> None:
+    """Ctrl-C reached the workers too (same process group); give them time to close their runs."""
+    deadline = time.monotonic() + grace_s
+    for p in procs.values():
+        p.join(max(0.1, deadline - time.monotonic()))
+        if p.is_alive():
+            p.terminate()
+            p.join(5)
 
 
 def cmd_report(args) -> int:
@@ -122,16 +183,32 @@ def cmd_methods(args) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m harness", description="Benchmark PEFT methods on your model, data and hardware.")
     sub = p.add_subparsers(dest="command", required=True)
     tracking = dict(default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
-    r = sub.add_parser("run", help="run every cell of a suite, log to MLflow, write the leaderboard")
-    r.add_argument("suite")
-    r.add_argument("--tracking-uri", **tracking)
+    r = sub.add_parser("run", help="run every cell of a suite (resuming its study), log to MLflow, write the leaderboard")
+    w = sub.add_parser("worker", help="join a suite's study from another machine (shared --storage and --tracking-uri)")
+    for cmd in (r, w):
+        cmd.add_argument("suite")
+        cmd.add_argument("--tracking-uri", **tracking)
+        cmd.add_argument("--storage", default=None,
+                         help="Optuna storage: a journal file (default: optuna.journal next to the MLflow store) "
+                              "or postgresql://user@host/db for many machines")
+        cmd.add_argument("--devices", default=None, help="GPU indices to use, e.g. 0,2 (default: every GPU found)")
+        cmd.add_argument("--per-device", type=_positive, default=1, help="workers per GPU, for small trials (default 1)")
+        cmd.add_argument("--workers", type=_positive, default=None, help="CPU workers when there is no GPU (default 1)")
+        cmd.add_argument("--in-process", action="store_true", help="run trials in this process (debugging), no workers")
     r.add_argument("--results", default="results", help="directory for results/<suite>/ (default: results)")
-    r.add_argument("--in-process", action="store_true", help="run cells in this process (debugging) instead of fresh workers")
     r.set_defaults(fn=cmd_run)
+    w.set_defaults(fn=cmd_worker)
     v = sub.add_parser("validate", help="check a suite and print its expanded grid; runs nothing")
     v.add_argument("suite")
     v.set_defaults(fn=cmd_validate)

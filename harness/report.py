@@ -7,27 +7,42 @@
   `n` says how many there were and `± sd` how much they disagreed.  In a column
   header, ↑ means higher is better and ↓ lower is better.  Under each table, "Not
   comparable" lists what has no row or is missing seeds: configurations a method
-  cannot do (n/a, with the reason), failed runs (with their error) and cells not run
-  yet.  A "Provenance" footer says which suite version, commit, package versions and
-  devices produced the numbers.
+  cannot do (n/a, with the reason), failed, diverged or killed runs (with their
+  error) and cells not run yet.  A "Provenance" footer says which suite version,
+  commit, package versions and devices produced the numbers.
 - `runs.csv`: one row per cell (task x method x rank x quant x seed) in grid order,
-  with the run chosen for it, its status, error and every measurement.
+  with the run chosen for it, its status, error and every measurement, plus `trials`
+  (how many of the cell's trials finished), the chosen run's `search_values` and its
+  `oom_retries`.
 
-Which run stands for a cell: its most recent FINISHED run; if none finished, its most
-recent run of any status (so a failure shows with its error); else "not run".  Cells
-a method cannot do have status "not applicable" (the leaderboard says n/a) and their
-reason as the error.
+With a hyperparameter search (`search.trials` > 1 or a non-empty search space) each
+cell has several trial runs.  The leaderboard then says so under each task heading
+and adds two columns: `trials` (finished / budget, summed over the row's seeds) and
+`best hyperparameters` (the chosen trials' sampled values).  With the objectives
+`score` and `peak_memory` each task also gets a "Pareto front" table: every finished
+trial that no other finished trial of the task beats on both validation score and
+peak memory.
+
+Which run stands for a cell: among its FINISHED runs, the one with the best
+`val_score` (in the direction of the task's metric; a missing score counts as worst),
+ties going to the most recent; the test score shown is that run's, so the test split
+never picks the winner.  If none finished, its most recent run of any status (so a
+failure shows with its error); else "not run".  A run whose `outcome` tag is
+`diverged` has status DIVERGED and never counts as finished.  Cells a method cannot
+do have status "not applicable" (the leaderboard says n/a) and their reason as the
+error.
 
 This module never imports mlflow: `harness.track.load_runs` hands it a DataFrame.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
@@ -37,7 +52,7 @@ from harness.suite import Suite
 METRIC_COLUMNS: tuple[str, ...] = ("trainable_params", "trainable_frac", "peak_memory_mb", "tokens_per_s", "train_time_s",
                                    "val_score", "test_score", "forgetting", "adapter_bytes")
 RUN_COLUMNS: tuple[str, ...] = ("cell_id", "task", "method", "rank", "quant", "seed", "status", "error", "run_id",
-                                *METRIC_COLUMNS, "memory_kind", "device")
+                                *METRIC_COLUMNS, "memory_kind", "device", "trials", "search_values", "oom_retries")
 
 UP, DOWN, DASH = "↑", "↓", "–"
 MEMORY_KINDS = {
@@ -47,9 +62,11 @@ MEMORY_KINDS = {
 }
 FIRST_VERSIONS = ("torch", "transformers", "peft", "bitsandbytes")  # listed first in the provenance footer
 ERROR_CHARS = 200
+TEXT_COLUMNS = ("method", "quant", "best hyperparameters", "hyperparameters")  # left-aligned in tables
 # Statuses of cells without a run.  Not "n/a": pandas.read_csv reads "n/a" as a missing value.
 STATUS_NA = "not applicable"
 STATUS_NOT_RUN = "not run"
+STATUS_DIVERGED = "DIVERGED"  # a run whose `outcome` tag is "diverged" (the loss became nan or inf)
 
 
 # --------------------------------------------------------------------------- choosing runs
@@ -70,41 +87,84 @@ def _number(value: Any) -> float:
         return math.nan
 
 
-def _chosen_runs(runs: pd.DataFrame) -> dict[str, dict]:
-    """cell_id -> the run that stands for it: latest FINISHED, else latest of any status."""
+def _prepare(runs: pd.DataFrame | None) -> pd.DataFrame:
+    """The runs that belong to a cell, with helper columns: `_status` (DIVERGED for a run whose
+    `outcome` tag says so, else MLflow's status), `_finished`, `_started` and `_val`."""
     if runs is None or runs.empty or "cell_id" not in runs.columns:
-        return {}
-    df = runs[runs["cell_id"].notna()].copy()
+        return pd.DataFrame(columns=["cell_id", "_status", "_finished", "_started", "_val"])
+    df = runs[runs["cell_id"].notna()].reset_index(drop=True)
+    df["cell_id"] = df["cell_id"].map(str)
+    status = df["status"].map(lambda s: _text(s) or "UNKNOWN") if "status" in df.columns else "UNKNOWN"
+    outcome = df["outcome"].map(lambda s: (_text(s) or "").lower()) if "outcome" in df.columns else ""
+    df["_status"] = status
+    if "outcome" in df.columns:
+        df.loc[outcome == "diverged", "_status"] = STATUS_DIVERGED
+    df["_finished"] = df["_status"] == "FINISHED"
     started = df["start_time"] if "start_time" in df.columns else pd.Series(math.nan, index=df.index)
     df["_started"] = pd.to_numeric(started, errors="coerce").fillna(-math.inf)
-    df["_finished"] = (df["status"] == "FINISHED") if "status" in df.columns else False
-    df = df.sort_values(["_finished", "_started"], ascending=False, kind="stable")
-    return {str(r["cell_id"]): r for r in df.drop_duplicates("cell_id").to_dict("records")}
+    val = df["val_score"] if "val_score" in df.columns else pd.Series(math.nan, index=df.index)
+    df["_val"] = pd.to_numeric(val, errors="coerce")
+    return df
 
 
-def select_runs(cells: list[Cell], runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per cell, in grid order, with the run chosen for it (this is runs.csv)."""
-    chosen = _chosen_runs(runs)
+def _choose(group: pd.DataFrame, higher: bool) -> dict:
+    """The run that stands for one cell: best val_score among FINISHED (ties: latest), else latest of any."""
+    val = group["_val"] if higher else -group["_val"]
+    key = group.assign(_key=val.where(group["_finished"]).fillna(-math.inf))
+    key = key.sort_values(["_finished", "_key", "_started"], ascending=False, kind="stable")
+    return key.iloc[0].to_dict()
+
+
+def _finished_trials(group: pd.DataFrame) -> int:
+    """How many of a cell's trials finished: distinct `slot` tags of its FINISHED runs (a slot run
+    twice counts once), each run counting alone where it has no slot."""
+    done = group[group["_finished"]]
+    slots = done["slot"].map(_text) if "slot" in done.columns else pd.Series(None, index=done.index, dtype=object)
+    return len({slot or f"run:{k}" for k, slot in enumerate(slots)})
+
+
+def _higher_by_task(suite: Suite, metric_higher_is_better: Mapping[str, bool]) -> dict[str, bool]:
+    """task name -> whether a higher score is better (unknown metrics: higher)."""
+    return {t.name: bool(metric_higher_is_better.get(t.metric, True)) for t in suite.tasks}
+
+
+def _int_or_na(value: Any) -> Any:
+    x = _number(value)
+    return pd.NA if math.isnan(x) or math.isinf(x) else int(round(x))
+
+
+def select_runs(cells: list[Cell], runs: pd.DataFrame, higher_by_task: Mapping[str, bool] | None = None) -> pd.DataFrame:
+    """One row per cell, in grid order, with the run chosen for it (this is runs.csv).
+
+    `higher_by_task` says per task name whether a higher val_score is better (default: higher).
+    """
+    higher_by_task = higher_by_task or {}
+    groups = {cid: g for cid, g in _prepare(runs).groupby("cell_id", sort=False)}
     rows = []
     for cell in cells:
         row: dict[str, Any] = {"cell_id": cell.id, "task": cell.task, "method": cell.method, "rank": cell.rank,
                                "quant": cell.quant, "seed": cell.seed}
-        run = chosen.get(cell.id) if cell.runnable else None
+        group = groups.get(cell.id) if cell.runnable else None
+        run = _choose(group, higher_by_task.get(cell.task, True)) if group is not None else None
         if not cell.runnable:
             row |= {"status": STATUS_NA, "error": cell.na_reason, "run_id": None}
         elif run is None:
             row |= {"status": STATUS_NOT_RUN, "error": None, "run_id": None}
         else:
-            status = _text(run.get("status")) or "UNKNOWN"
+            status = run["_status"]
             row |= {"status": status, "error": None if status == "FINISHED" else _text(run.get("error")),
                     "run_id": _text(run.get("run_id"))}
         run = run or {}
         row |= {m: _number(run.get(m)) for m in METRIC_COLUMNS}
-        row |= {"memory_kind": _text(run.get("memory_kind")), "device": _text(run.get("device"))}
+        row |= {"memory_kind": _text(run.get("memory_kind")), "device": _text(run.get("device")),
+                "trials": _finished_trials(group) if group is not None else 0,
+                "search_values": _text(run.get("search_values")), "oom_retries": _int_or_na(run.get("oom_retries"))}
         rows.append(row)
     out = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
     out["rank"] = pd.array([r["rank"] for r in rows], dtype="Int64")  # 4, not 4.0, in the CSV
     out["seed"] = pd.array([r["seed"] for r in rows], dtype="Int64")
+    out["trials"] = pd.array([r["trials"] for r in rows], dtype="Int64")
+    out["oom_retries"] = pd.array([r["oom_retries"] for r in rows], dtype="Int64")
     for m in METRIC_COLUMNS:
         out[m] = out[m].astype(float)
     return out
@@ -221,7 +281,7 @@ def _arrow(higher_is_better: bool) -> str:
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
-    align = ["---" if h in ("method", "quant") else "---:" for h in headers]
+    align = ["---" if h in TEXT_COLUMNS else "---:" for h in headers]
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return lines
@@ -278,7 +338,7 @@ def _not_comparable(suite: Suite, configs: list[_Config]) -> list[str]:
         bad = rows[~rows["status"].isin(["FINISHED", STATUS_NA, STATUS_NOT_RUN])]
         for (status, reason), group in bad.groupby(
                 [bad["status"], bad["error"].map(_first_line)], sort=False):
-            what = {"FAILED": "failed", "KILLED": "killed"}.get(status, status.lower())
+            what = {"FAILED": "failed", "KILLED": "killed", STATUS_DIVERGED: "diverged"}.get(status, status.lower())
             if status == "RUNNING":
                 reason = "still running, or its worker died without saying so; run the suite again to redo it"
             lines.append(f"- {config.name}: {what} ({_seeds(group)}) — {reason}")
@@ -288,12 +348,143 @@ def _not_comparable(suite: Suite, configs: list[_Config]) -> list[str]:
     return lines
 
 
-def _task_section(suite: Suite, task, configs: list[_Config], higher: bool | None) -> list[str]:
+def _searched(suite: Suite, cells: list[Cell]) -> bool:
+    """Whether a hyperparameter search ran (or is set up): several trials per cell or something searched."""
+    return suite.search.trials > 1 or any(c.trials > 1 or c.space for c in cells)
+
+
+def _space_names(cells: Iterable[Cell]) -> list[str]:
+    """The searched hyperparameters of these cells, in the order of their search spaces."""
+    names: list[str] = []
+    for c in cells:
+        for param in c.space:
+            if param.name not in names:
+                names.append(param.name)
+    return names
+
+
+def _search_values(text: Any) -> dict[str, Any] | str | None:
+    """A run's `search_values` tag: the sampled values as a dict; the raw text if it is not a JSON object."""
+    text = _text(text)
+    if text is None:
+        return None
+    try:
+        values = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(values, dict):
+        return values or None
+    return text
+
+
+def _value(v: Any) -> str:
+    """One sampled value, compactly: 16, 0.05, 1.2e-03."""
+    if isinstance(v, bool) or v is None:
+        return str(v).lower()
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v) or math.isinf(v):
+            return str(v)
+        if v.is_integer() and abs(v) < 1e6:
+            return str(int(v))
+        return f"{v:.3g}" if 1e-2 <= abs(v) < 1e3 else f"{v:.1e}"
+    return v if isinstance(v, str) else json.dumps(v)
+
+
+def _short(name: str, names: Iterable[str]) -> str:
+    """`settings.alpha` -> `alpha` unless that would clash with another name."""
+    if name.startswith("settings."):
+        bare = name[len("settings."):]
+        if bare not in names:
+            return bare
+    return name
+
+
+def _hyperparameters(tags: Iterable[Any], order: list[str]) -> str:
+    """The sampled values of one or more runs: `lr=1.2e-03, alpha=16`; where the runs (seeds) chose
+    differently, each name lists its distinct values: `lr=1.2e-03 / 3.0e-04`."""
+    parsed = [_search_values(t) for t in tags]
+    dicts = [p for p in parsed if isinstance(p, dict)]
+    raw = _distinct(p for p in parsed if isinstance(p, str))
+    names = [n for n in order if any(n in d for d in dicts)]
+    names += [n for d in dicts for n in d if n not in names]
+    names = list(dict.fromkeys(names))
+    parts = []
+    for name in names:
+        values = list(dict.fromkeys(_value(d[name]) for d in dicts if name in d))
+        parts.append(f"{_short(name, names)}={' / '.join(values)}")
+    text = ", ".join(parts + raw)
+    return text.replace("|", "/") if text else DASH
+
+
+def _trials_cell(config: _Config) -> str:
+    done = int(config.rows["trials"].fillna(0).sum())
+    return f"{done}/{sum(c.trials for c in config.cells)}"
+
+
+def _search_note(cells: list[Cell]) -> str:
+    budgets = sorted({c.trials for c in cells if c.runnable}) or [1]
+    n = str(budgets[0]) if len(budgets) == 1 else f"{budgets[0]}–{budgets[-1]}"
+    names = _space_names(cells)
+    searched = f" (searched: {', '.join(names)})" if names else ""
+    return (f"_Each row is the best of {n} trials per cell by validation score{searched}; the test score is that "
+            f"trial's.  `trials` is finished trials / budget summed over the row's seeds; `best hyperparameters` "
+            f"are the chosen trials' values (where seeds chose differently, all are listed; per seed in "
+            f"`runs.csv`)._")
+
+
+def _pareto_section(configs: list[_Config], prepared: pd.DataFrame, metric: str, better: bool) -> tuple[list[str], set]:
+    """Every FINISHED trial of the task's cells that no other one beats on both validation score and
+    peak memory; returns the lines and the run ids shown."""
+    lines = ["### Pareto front: validation score vs peak memory", "",
+             f"_Every finished trial of this task that no other finished trial beats on both counts (a val "
+             f"{metric} at least as good with no more peak memory, and better in one): along the front, more "
+             f"validation score costs more memory.  Lowest memory first; the test score is shown, not used._", ""]
+    by_cell = {c.id: config for config in configs for c in config.cells if c.runnable}
+    cells = {c.id: c for config in configs for c in config.cells}
+    mem = "peak_memory_mb"
+    trials = prepared[prepared["_finished"] & prepared["cell_id"].isin(by_cell)] if len(prepared) else prepared
+    if len(trials) and mem in trials.columns:
+        trials = trials.assign(_mem=pd.to_numeric(trials[mem], errors="coerce"))
+        trials = trials[trials["_val"].notna() & trials["_mem"].notna()]
+    else:
+        trials = trials.iloc[0:0]
+    if not len(trials):
+        return lines + ["_No finished trials with both a validation score and a peak memory yet._"], set()
+    score = (trials["_val"] if better else -trials["_val"]).tolist()
+    memory = trials["_mem"].tolist()
+    front = [i for i in range(len(trials)) if not any(
+        score[j] >= score[i] and memory[j] <= memory[i] and (score[j] > score[i] or memory[j] < memory[i])
+        for j in range(len(trials)))]
+    front.sort(key=lambda i: (memory[i], -score[i], -trials["_started"].iloc[i]))
+    space = _space_names(cells.values())
+    kinds = _distinct(trials["memory_kind"].iloc[front]) if "memory_kind" in trials.columns else []
+    headers = ["method", "rank", "quant", "seed", "hyperparameters", f"val {metric} {_arrow(better)}", f"test {metric}",
+               f"peak memory (MB) {DOWN}"]
+    body = []
+    for i in front:
+        run = trials.iloc[i]
+        config, c = by_cell[run["cell_id"]], cells[run["cell_id"]]
+        memory_text = _integer(memory[i]) + (f" ({_text(run.get('memory_kind'))})" if len(kinds) > 1 else "")
+        body.append([config.method, config.rank, config.quant, str(c.seed), _hyperparameters([run.get("search_values")], space),
+                     _fixed(run["_val"], 3), _fixed(_number(run.get("test_score")), 3), memory_text])
+    lines += _table(headers, body)
+    if len(kinds) > 1:
+        lines += ["", f"_Peak memory was measured in different ways ({', '.join(kinds)}): compare with care._"]
+    return lines, {_text(trials["run_id"].iloc[i]) for i in front if "run_id" in trials.columns}
+
+
+def _task_section(suite: Suite, task, configs: list[_Config], higher: bool | None, searched: bool = False,
+                  pareto: pd.DataFrame | None = None) -> tuple[list[str], set]:
+    """The task's lines, and the run ids of the Pareto front's trials (when `pareto` holds the runs)."""
     metric = task.metric
     better = True if higher is None else higher
     lines = [f"## {task.name} ({metric})", ""]
     if higher is None:
         lines += [f"_The direction of `{metric}` is unknown to the harness: sorted as if higher is better._", ""]
+    if searched:
+        lines += [_search_note([c for config in configs for c in config.cells]), ""]
     scored = [c for c in configs if len(c.finished)]
     # Best first; configurations without a test score last; ties keep grid order (sorted is stable).
     scored.sort(key=lambda c: (math.isnan(c.mean("test_score")), -c.mean("test_score") if better else c.mean("test_score")))
@@ -303,6 +494,9 @@ def _task_section(suite: Suite, task, configs: list[_Config], higher: bool | Non
         headers = ["method", "rank", "quant", f"test {metric} {_arrow(better)}", "± sd", f"val {metric}",
                    f"forgetting {DOWN}", f"trainable % {DOWN}", "trainable params", f"peak memory (MB) {DOWN} †",
                    f"tokens/s {UP}", "train time (s)", f"adapter size (MB) {DOWN}", "n"]
+        if searched:
+            headers += ["trials", "best hyperparameters"]
+        space = _space_names(c for config in configs for c in config.cells)
         body = []
         for c in scored:
             score = _fixed(c.mean("test_score"), 3)
@@ -313,15 +507,21 @@ def _task_section(suite: Suite, task, configs: list[_Config], higher: bool | Non
                 _integer(c.mean("tokens_per_s")), _sig(c.mean("train_time_s"), 3), _sig(c.mean("adapter_bytes") / 1e6, 3),
                 str(len(c.finished)),
             ])
+            if searched:
+                body[-1] += [_trials_cell(c), _hyperparameters(c.finished["search_values"], space)]
         lines += _table(headers, body)
         if note:
             lines += ["", note]
     else:
         lines.append("_No finished runs for this task yet._")
+    shown: set = set()
+    if pareto is not None:
+        front, shown = _pareto_section(configs, pareto, metric, better)
+        lines += ["", *front]
     issues = _not_comparable(suite, configs)
     if issues:
         lines += ["", "**Not comparable** (no row, or fewer seeds in `n`):", "", *issues]
-    return lines + [""]
+    return lines + [""], shown
 
 
 def _distinct(values: Iterable[Any]) -> list[str]:
@@ -372,7 +572,10 @@ def _provenance(suite: Suite, used: pd.DataFrame) -> list[str]:
 def build_leaderboard(suite: Suite, cells: list[Cell], runs: pd.DataFrame,
                       metric_higher_is_better: dict[str, bool]) -> str:
     """The leaderboard as markdown: header, one section per task, provenance footer."""
-    selected = select_runs(cells, runs)
+    higher_by_task = _higher_by_task(suite, metric_higher_is_better)
+    selected = select_runs(cells, runs, higher_by_task)
+    searched = _searched(suite, cells)
+    pareto = _prepare(runs) if "peak_memory" in suite.search.objectives else None
     n_seeds = len(suite.training.seeds)
     lines = [f"# {suite.name} leaderboard", ""]
     if suite.description:
@@ -387,10 +590,13 @@ def build_leaderboard(suite: Suite, cells: list[Cell], runs: pd.DataFrame,
         "",
     ]
     configs = _configs(cells, selected)
+    front_ids: set = set()
     for task in suite.tasks:
         mine = [c for c in configs if c.cells[0].task == task.name]
-        lines += _task_section(suite, task, mine, metric_higher_is_better.get(task.metric))
-    used_ids = set(selected["run_id"].dropna())
+        section, shown = _task_section(suite, task, mine, metric_higher_is_better.get(task.metric), searched, pareto)
+        lines += section
+        front_ids |= shown
+    used_ids = set(selected["run_id"].dropna()) | front_ids
     used = runs[runs["run_id"].isin(used_ids)] if runs is not None and "run_id" in runs.columns else pd.DataFrame()
     lines += _provenance(suite, used)
     return "\n".join(lines) + "\n"
@@ -402,7 +608,7 @@ def write_report(suite: Suite, cells: list[Cell], runs: pd.DataFrame, out_dir: P
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = runs if runs is not None else pd.DataFrame()
-    select_runs(cells, runs).to_csv(out_dir / "runs.csv", index=False)
+    select_runs(cells, runs, _higher_by_task(suite, metric_higher_is_better)).to_csv(out_dir / "runs.csv", index=False)
     board = out_dir / "leaderboard.md"
     board.write_text(build_leaderboard(suite, cells, runs, metric_higher_is_better), encoding="utf-8")
     return board

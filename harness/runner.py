@@ -1,28 +1,24 @@
-"""Running cells: `run_cell` takes one cell from start to end; `run_cells` runs a list of
-them, each in a fresh worker process.
+"""Running one trial: `execute_trial` opens its MLflow child run, `run_trial` trains,
+evaluates and measures the cell into it and ends it.
 
-A fresh process per cell keeps one cell's memory, threads and failures away from the
-next and makes the CPU peak-RSS measurement per cell.  Workers fork from a forkserver
-that has already imported torch and transformers, so a cell does not pay the imports.
-If a worker dies (killed, out of memory), the parent ends its MLflow run as FAILED so
-no run is left RUNNING.
+Trials run inside a worker process (see `harness.schedule`), one after another; the
+worker is the isolation boundary (one per device).  Peak memory is reset per trial.
 """
 from __future__ import annotations
 
-import multiprocessing as mp
+import dataclasses
 import os
 import subprocess
-import sys
 import tempfile
-import time
 import traceback
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any, Callable
 
 from harness import track
 from harness.grid import Cell
-from harness.suite import Suite
+from harness.suite import Suite, Training
 
 PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "datasets", "mlflow", "optuna", "pandas")
 
@@ -62,25 +58,98 @@ def _log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def run_cell(suite: Suite, cell: Cell, inv: track.Invocation, run_id: str) -> bool:
-    """Train, evaluate and measure one cell, logging into its child run; True if it finished.
+@dataclass
+class TrialOutcome:
+    outcome: str  # complete | diverged | failed
+    values: list[float] | None = None  # [val_score] or [val_score, peak_memory_mb]
+    reason: str | None = None
 
-    Any exception fails this cell only: the run ends FAILED with the reason as its
-    `error` tag, and the caller goes on with the next cell.
+
+OOM_FLOOR = 1  # smallest micro-batch an out-of-memory retry goes down to
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower() and "cuda" in str(exc).lower()
+
+
+def smaller_micro_batch(cfg: Training) -> Training | None:
+    """Half the micro-batch, twice the accumulation: the same effective batch; None at the floor."""
+    if cfg.batch_size <= OOM_FLOOR:
+        return None
+    if cfg.batch_size % 2:  # odd: only micro-batch 1 keeps the effective batch exact
+        return dataclasses.replace(cfg, batch_size=1, grad_accum=cfg.grad_accum * cfg.batch_size)
+    return dataclasses.replace(cfg, batch_size=cfg.batch_size // 2, grad_accum=cfg.grad_accum * 2)
+
+
+def execute_trial(suite: Suite, cell: Cell, values: dict[str, Any], tags: dict[str, str], inv: track.Invocation,
+                  on_run_created: Callable[[str], None]) -> TrialOutcome:
+    """One trial of a cell: its searched values applied, its own MLflow child run, start to end."""
+    trial_cell = cell.with_values(values) if values else cell
+    run_id = track.create_child(inv, cell.label, trial_cell.params(),
+                                {"cell_id": cell.id, "suite_fingerprint": suite.fingerprint(),
+                                 "model": suite.model.describe(), **provenance(), **tags})
+    on_run_created(run_id)
+    track.log_text(inv.tracking_uri, run_id, suite.resolved_json(), "suite.resolved.json")
+    return run_trial(suite, trial_cell, inv.tracking_uri, run_id)
+
+
+def run_trial(suite: Suite, cell: Cell, uri: str, run_id: str) -> TrialOutcome:
+    """Train, evaluate and measure one cell into its run, which this ends.
+
+    CUDA out of memory: retried with the micro-batch halved and accumulation doubled
+    (same effective batch) down to OOM_FLOOR, recorded as `oom_retries`/`micro_batch`.
+    A NaN or infinite loss ends the trial as diverged.  Any other exception fails this
+    trial only, with the reason as its `error` tag.  Ctrl-C ends the run KILLED.
     """
-    uri = inv.tracking_uri
+    from harness.train import DivergedError
+
+    cfg, retries = cell.training, 0
     try:
-        metrics, tags = _train_and_measure(suite, cell, uri, run_id)
-        track.log_metrics(uri, run_id, metrics)
-        track.log_tags(uri, run_id, tags)
-        track.end_run(uri, run_id, "FINISHED")
-        return True
-    except Exception as exc:  # noqa: BLE001 - the reason goes to the user through the report
+        while True:
+            try:
+                metrics, tags = _train_and_measure(suite, dataclasses.replace(cell, training=cfg), uri, run_id)
+                break
+            except Exception as exc:  # noqa: BLE001 - the reason goes to the user through the report
+                smaller = smaller_micro_batch(cfg) if is_out_of_memory(exc) else None
+                if smaller is None:
+                    raise
+                _log(f"    out of memory at micro-batch {cfg.batch_size}: retrying with {smaller.batch_size} "
+                     f"x {smaller.grad_accum} accumulation")
+            retries, cfg = retries + 1, smaller
+            _free_accelerator_memory()
+    except KeyboardInterrupt:
+        track.end_run(uri, run_id, "KILLED", error="interrupted by the user")
+        raise
+    except DivergedError as exc:
+        reason = str(exc)
+        _log(f"    DIVERGED {cell.label}: {reason}")
+        track.log_tags(uri, run_id, {"outcome": "diverged", "oom_retries": retries, "micro_batch": cfg.batch_size})
+        track.end_run(uri, run_id, "FAILED", error=reason)
+        return TrialOutcome("diverged", reason=reason)
+    except Exception as exc:  # noqa: BLE001
         reason = f"{type(exc).__name__}: {exc}"
         _log(f"    FAILED {cell.label}: {reason}")
         track.log_text(uri, run_id, traceback.format_exc(), "traceback.txt")
+        track.log_tags(uri, run_id, {"outcome": "failed", "oom_retries": retries, "micro_batch": cfg.batch_size})
         track.end_run(uri, run_id, "FAILED", error=reason)
-        return False
+        return TrialOutcome("failed", reason=reason)
+    track.log_metrics(uri, run_id, metrics)
+    track.log_tags(uri, run_id, tags | {"outcome": "complete", "oom_retries": retries, "micro_batch": cfg.batch_size})
+    track.end_run(uri, run_id, "FINISHED")
+    values = [metrics["val_score"]] + ([metrics["peak_memory_mb"]] if "peak_memory" in suite.search.objectives else [])
+    return TrialOutcome("complete", values=values)
+
+
+def _free_accelerator_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple[dict, dict]:
@@ -147,72 +216,3 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
 
 def probe_rows(tokenizer, texts, max_length: int) -> list[dict]:
     return [{"input_ids": tokenizer(t, truncation=True, max_length=max_length)["input_ids"]} for t in texts]
-
-
-# --------------------------------------------------------------------------- orchestration
-
-
-def _worker(suite: Suite, cell: Cell, inv: track.Invocation, run_id: str) -> None:
-    ok = run_cell(suite, cell, inv, run_id)
-    sys.stdout.flush()
-    os._exit(0 if ok else 1)
-
-
-_CONTEXT = None
-
-
-def _context():
-    """A forkserver that has imported the heavy libraries once; spawn where fork is unavailable."""
-    global _CONTEXT
-    if _CONTEXT is None:
-        if "forkserver" in mp.get_all_start_methods():
-            _CONTEXT = mp.get_context("forkserver")
-            _CONTEXT.set_forkserver_preload(["torch", "transformers", "peft", "harness.runner", "harness.train", "harness.data"])
-        else:
-            _CONTEXT = mp.get_context("spawn")
-    return _CONTEXT
-
-
-@dataclass
-class CellOutcome:
-    cell: Cell
-    run_id: str
-    ok: bool
-    seconds: float
-
-
-def run_cells(suite: Suite, cells: list[Cell], inv: track.Invocation, in_process: bool = False) -> list[CellOutcome]:
-    """Run the runnable cells one after another, each in a fresh process (or here, if asked)."""
-    runnable = [c for c in cells if c.runnable]
-    outcomes = []
-    prov, resolved = provenance(), suite.resolved_json()
-    for i, cell in enumerate(runnable, 1):
-        _log(f"[{i}/{len(runnable)}] {cell.label}")
-        run_id = track.create_child(inv, cell.label, cell.params(),
-                                    {"cell_id": cell.id, "suite_fingerprint": suite.fingerprint(),
-                                     "model": suite.model.describe(), **prov})
-        track.log_text(inv.tracking_uri, run_id, resolved, "suite.resolved.json")
-        t0 = time.perf_counter()
-        try:
-            ok = run_cell(suite, cell, inv, run_id) if in_process else _run_in_worker(suite, cell, inv, run_id)
-        except KeyboardInterrupt:  # never leave a run RUNNING
-            track.end_run(inv.tracking_uri, run_id, "KILLED", error="interrupted by the user")
-            raise
-        outcomes.append(CellOutcome(cell, run_id, ok, time.perf_counter() - t0))
-    return outcomes
-
-
-def _run_in_worker(suite: Suite, cell: Cell, inv: track.Invocation, run_id: str) -> bool:
-    proc = _context().Process(target=_worker, args=(suite, cell, inv, run_id), name=f"cell-{cell.id}")
-    proc.start()
-    try:
-        proc.join()
-    finally:
-        if proc.is_alive():
-            proc.terminate()
-            proc.join()
-    if track.run_status(inv.tracking_uri, run_id) == "RUNNING":  # died before it could say so
-        reason = f"worker process died (exit code {proc.exitcode}); out of memory or killed?"
-        track.end_run(inv.tracking_uri, run_id, "FAILED", error=reason)
-        _log(f"    FAILED {cell.label}: {reason}")
-    return proc.exitcode == 0

@@ -5,14 +5,33 @@ method x rank x quant entries, training settings and the forgetting probe.  Unkn
 keys are errors (a misspelt key must never fall back silently to a default), and
 every error names the file, the field path, what was expected and what was found.
 
+Two optional top-level keys extend a suite:
+
+    search:                    # a hyperparameter search per cell, the same budget for every method
+      trials: 8                # trials per cell (default 1: each cell runs once, as written)
+      objective: score         # or [score, peak_memory]: a score/memory Pareto front
+      sampler: tpe             # tpe | random
+      space:                   # the default space of every grid entry: training fields only
+        lr: {low: 1.0e-5, high: 1.0e-2, log: true}
+        warmup_steps: {low: 0, high: 20}
+    plugins: [my_method.py]    # .py files (relative to the suite file) that register extra methods
+
+A grid entry may have its own `search:` (name -> spec, no `trials`), merged over
+`search.space`; it may also search the method's settings as `settings.<field>`
+(`settings.dropout: {choices: [0.0, 0.1]}`).  A spec is a range `{low, high, log}` or
+`{choices: [...]}`.  Searchable training fields are `SEARCHABLE_TRAINING`; `steps` is
+the budget and `seeds` are the repetitions, so neither is searchable.
+
 Checks that need the method registry or the data files live in `grid.py` and
-`data.py`; `validate_suite` runs them all before anything is trained or logged.
+`data.py` (settings names in a search space are checked in `grid.py`, which knows the
+method); `validate_suite` runs them all before anything is trained or logged.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -24,7 +43,11 @@ from harness.errors import SuiteError, did_you_mean
 SCHEMA_VERSION = 1
 TASK_TYPES = ("seq_cls", "causal_lm")
 QUANTS = ("none", "int8", "nf4")
-TOP_LEVEL_KEYS = ("schema_version", "name", "description", "model", "task_type", "tasks", "grid", "training", "probe")
+TOP_LEVEL_KEYS = ("schema_version", "name", "description", "model", "task_type", "tasks", "grid", "training", "probe",
+                  "search", "plugins")
+SEARCHABLE_TRAINING = ("lr", "warmup_steps", "weight_decay", "max_grad_norm", "batch_size", "grad_accum")
+OBJECTIVES = (("score",), ("score", "peak_memory"))
+SAMPLERS = ("tpe", "random")
 
 
 @dataclass(frozen=True)
@@ -163,7 +186,16 @@ class Suite:
 
     def fingerprint(self) -> str:
         """Content hash (paths relative to the suite file are already resolved)."""
-        payload = json.dumps(dataclasses.asdict(self) | {"file": None}, sort_keys=True, default=str)
+        data = dataclasses.asdict(self) | {"file": None}
+        # search and plugins enter the hash only when used, so suites without them keep their fingerprint
+        if self.search == SearchSpec():
+            del data["search"]
+        if not self.plugins:
+            del data["plugins"]
+        for entry in data["grid"]:
+            if not entry["search"]:
+                del entry["search"]
+        payload = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict:
@@ -364,8 +396,171 @@ def _parse_training(r: _Reader, defaults: Training, allow_seeds: bool) -> dict[s
     return out
 
 
+_RANGE_EXAMPLE = "e.g. `{low: 1.0e-5, high: 1.0e-2, log: true}`, or `{choices: [0.0, 0.1]}` for a list of values"
+_NOT_SEARCHED = {
+    "steps": "steps is the budget and must be equal for every method: set it in `training:`",
+    "seeds": "seeds are repetitions, not a hyperparameter: set them with training.seeds",
+    "settings.rank": "rank is a grid axis: list the ranks in the entry's `rank:`",
+}
+_ENTRY_SEARCH_KEYS = {
+    "trials": "set search.trials at the top level: every method gets the same budget",
+    "objective": "set search.objective at the top level: every cell is ranked the same way",
+    "sampler": "set search.sampler at the top level",
+    "space": "an entry's `search:` maps names to specs directly, e.g. `search: {lr: {low: 1.0e-5, high: 1.0e-2}}`",
+}
+
+
+def _number(r: _Reader, key: str):
+    """A range bound: int or float as written (YAML reads "1e-5" as a string)."""
+    value = r.data[key]
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        r.fail(key, "a number", value, "bounds are numbers, " + _RANGE_EXAMPLE)
+    return value
+
+
+def _parse_param(file: str, name: str, raw: Any, where: str) -> SearchParam:
+    """One `name: spec` of a space, structure only (types against the target are checked by the caller)."""
+    if not isinstance(raw, Mapping):
+        raise SuiteError(file, where, "a range `{low: .., high: ..}` or `{choices: [..]}`",
+                         raw if raw is not None else "<empty>",
+                         f"to fix {name} at one value, set it outside `search:`; to search it, " + _RANGE_EXAMPLE)
+    r = _Reader(file, raw, where)
+    r.finish(("low", "high", "log", "choices"))
+    if "choices" in r.data:
+        both = [k for k in ("low", "high", "log") if k in r.data]
+        if both:
+            r.fail("", "either choices or a range (low, high, log), not both", f"<choices and {', '.join(both)}>",
+                   "drop low/high/log to pick from the list, or drop choices to sample the range")
+        choices = r.data["choices"]
+        if not isinstance(choices, list) or not choices:
+            r.fail("choices", "a non-empty list of values", choices if choices is not None else "<empty>",
+                   "e.g. `choices: [0.0, 0.1]`")
+        for i, c in enumerate(choices):
+            if c is not None and not isinstance(c, (int, float, str, bool)):
+                r.fail(f"choices[{i}]", "a single value (number, string, boolean or null)", _kind(c),
+                       "each choice is one value; lists and mappings cannot be searched")
+        return SearchParam(name=name, choices=tuple(choices))
+    for key in ("low", "high"):
+        if key not in r.data:
+            r.fail(key, "a number", "<missing>", "a range needs both low and high, " + _RANGE_EXAMPLE)
+    low, high = _number(r, "low"), _number(r, "high")
+    log = r.data.get("log", False)
+    if not isinstance(log, bool):
+        r.fail("log", "a boolean", log, "`log: true` samples log-uniformly, `log: false` (the default) uniformly")
+    if low >= high:
+        r.fail("low", f"a number below high ({high})", low,
+               "make low < high; to fix one value set it outside `search:`, or use `choices: [x]`")
+    if log and low <= 0:
+        r.fail("low", "a positive number (log: true samples log-uniformly)", low, "use a low above 0, or drop `log: true`")
+    return SearchParam(name=name, low=low, high=high, log=log)
+
+
+def _check_training_param(file: str, p: SearchParam, where: str) -> SearchParam:
+    """A searched training field: its values have the field's type and limits; `integer` is set from the type."""
+    integer = isinstance(getattr(Training(), p.name), int)
+    nonneg = p.name in ("warmup_steps", "weight_decay")
+    values = [("low", p.low), ("high", p.high)] if p.choices is None else [(f"choices[{i}]", c) for i, c in enumerate(p.choices)]
+    for key, v in values:
+        number = isinstance(v, (int, float)) and not isinstance(v, bool)
+        if integer and (not number or not isinstance(v, int)):
+            raise SuiteError(file, f"{where}.{key}", "an integer", v, f"{p.name} is a whole number, e.g. {getattr(Training(), p.name)}")
+        if not number:
+            raise SuiteError(file, f"{where}.{key}", "a number", v, f"{p.name} is a number, e.g. {getattr(Training(), p.name)}")
+        if nonneg and v < 0:
+            raise SuiteError(file, f"{where}.{key}", "a number >= 0", v, f"{p.name} cannot be negative")
+        if not nonneg and v <= 0:
+            raise SuiteError(file, f"{where}.{key}", "a positive number", v, f"{p.name} must be above 0")
+    conv = int if integer else float
+    if p.choices is not None:
+        return dataclasses.replace(p, integer=integer, choices=tuple(conv(c) for c in p.choices))
+    return dataclasses.replace(p, integer=integer, low=conv(p.low), high=conv(p.high))
+
+
+def _parse_space(r: _Reader, entry: bool) -> tuple[SearchParam, ...]:
+    """A search space (`search.space` or a grid entry's `search`), sorted by name.
+
+    Training fields are checked here; `settings.<field>` names (entries only) are
+    checked against the method in `grid.expand_grid`.
+    """
+    params = []
+    allowed = SEARCHABLE_TRAINING + (("settings.<field>",) if entry else ())
+    for raw_name, spec in r.data.items():
+        name = str(raw_name)
+        where = r.path(name)
+        if entry and name in _ENTRY_SEARCH_KEYS:
+            r.fail(name, "a searchable name (" + ", ".join(allowed) + ")", name, _ENTRY_SEARCH_KEYS[name])
+        if name in _NOT_SEARCHED:
+            r.fail(name, "a searchable name (" + ", ".join(allowed) + ")", name, _NOT_SEARCHED[name])
+        if name.startswith("settings."):
+            if not entry:
+                r.fail(name, "a training field (" + ", ".join(SEARCHABLE_TRAINING) + ")", name,
+                       "put method settings in the grid entry's `search:`, e.g. grid: [{method: lora, search: {" + name + ": ...}}]")
+            params.append(_parse_param(r.file, name, spec, where))
+            continue
+        if name not in SEARCHABLE_TRAINING:
+            if name in Training.__dataclass_fields__:
+                hint = f"{name} is not searchable: set it in `training:`"
+            else:
+                hint = did_you_mean(name, SEARCHABLE_TRAINING) or (
+                    f"a method setting is searched as `settings.{name}`" if entry
+                    else "method settings are searched in a grid entry's `search:`, as `settings.<field>`")
+            r.fail(name, "a searchable name (" + ", ".join(allowed) + ")", name, hint)
+        params.append(_check_training_param(r.file, _parse_param(r.file, name, spec, where), where))
+    return tuple(sorted(params, key=lambda p: p.name))
+
+
+def _parse_search(r: _Reader | None) -> SearchSpec:
+    if r is None:
+        return SearchSpec()
+    r.finish(("trials", "objective", "sampler", "space"))
+    r.used.add("trials")
+    trials = r.data.get("trials", 1)
+    if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
+        r.fail("trials", "an integer >= 1", trials if trials is not None else "<empty>",
+               "trials per cell, e.g. `trials: 8`; 1 runs each cell once, as written")
+    r.used.add("objective")
+    raw = r.data.get("objective", "score")
+    objectives = (raw,) if isinstance(raw, str) else tuple(raw) if isinstance(raw, list) else None
+    if objectives not in OBJECTIVES:
+        hint = "use `objective: score`, or `objective: [score, peak_memory]` for a score/memory Pareto front"
+        if isinstance(raw, str) and (close := did_you_mean(raw, ("score", "peak_memory"))) and raw != "peak_memory":
+            hint = f"{close} {hint}"
+        r.fail("objective", "score or [score, peak_memory]", raw, hint)
+    r.used.add("sampler")
+    sampler = r.data.get("sampler", "tpe")
+    if sampler not in SAMPLERS:
+        hint = did_you_mean(str(sampler), SAMPLERS) or "tpe (Bayesian, the default) or random"
+        r.fail("sampler", "one of " + ", ".join(SAMPLERS), sampler, hint)
+    s = r.sub("space", None)
+    space = _parse_space(s, entry=False) if s is not None else ()
+    return SearchSpec(trials=trials, objectives=objectives, sampler=sampler, space=space)
+
+
+def _parse_plugins(r: _Reader, base: Path) -> tuple[str, ...]:
+    r.used.add("plugins")
+    if "plugins" not in r.data:
+        return ()
+    raw = r.data["plugins"]
+    items = raw if isinstance(raw, list) else [raw]
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, str) or not item:
+            r.fail(f"plugins[{i}]", "a path to a .py file", item if item is not None else "<empty>",
+                   "plugins: a .py file path relative to the suite file, or a list of them")
+        path = _resolve_path(base, item)
+        if not path.endswith(".py") or not Path(path).is_file():
+            r.fail(f"plugins[{i}]", "an existing .py file", item, f"resolved to {path}")
+        out.append(path)
+    return tuple(out)
+
+
 def _parse_grid_entry(r: _Reader) -> GridEntry:
-    r.finish(("method", "rank", "quant", "settings", "training"))
+    r.finish(("method", "rank", "quant", "settings", "training", "search"))
     method = r.get("method", str)
     ranks = _one_or_list(r, "rank", int, (None,))
     for i, rank in enumerate(ranks):
@@ -379,7 +574,10 @@ def _parse_grid_entry(r: _Reader) -> GridEntry:
     settings = tuple(sorted(s.data.items())) if s else ()
     t = r.sub("training", None)
     training = tuple(sorted(_parse_training(t, Training(), allow_seeds=False).items())) if t else ()
-    return GridEntry(method=method, ranks=ranks, quants=quants, settings=settings, training=training, where=r.where)
+    sr = r.sub("search", None)
+    search = _parse_space(sr, entry=True) if sr is not None else ()
+    return GridEntry(method=method, ranks=ranks, quants=quants, settings=settings, training=training, search=search,
+                     where=r.where)
 
 
 def _parse_probe(r: _Reader | None, base: Path) -> ProbeSpec:
@@ -442,9 +640,12 @@ def parse_suite(data: Any, file: str) -> Suite:
     t = r.sub("training", None)
     training = Training(**_parse_training(t, Training(), allow_seeds=True)) if t else Training()
     probe = _parse_probe(r.sub("probe", None), base)
+    search = _parse_search(r.sub("search", None))
+    plugins = _parse_plugins(r, base)
     description = r.get("description", str, "")
     return Suite(name=name, file=str(Path(file).resolve()), model=model, task_type=task_type, tasks=tuple(tasks),
-                 grid=grid, training=training, probe=probe, description=description, schema_version=version)
+                 grid=grid, training=training, probe=probe, description=description, schema_version=version,
+                 search=search, plugins=plugins)
 
 
 def load_suite(path: str | Path) -> Suite:

@@ -50,3 +50,7 @@ def write_suite(tmp_path):
         return path
 
     return write
+
+
+# a real PostgreSQL server for the tests that need one (tests/postgres.py)
+from tests.postgres import postgres_server, postgres_url, postgres_url_2  # noqa: E402, F401

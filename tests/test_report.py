@@ -13,7 +13,7 @@ import pytest
 
 from harness.grid import Cell
 from harness.report import METRIC_COLUMNS, build_leaderboard, select_runs, write_report
-from harness.suite import parse_suite
+from harness.suite import SearchParam, SearchSpec, parse_suite
 
 T0 = 1_780_000_000_000  # ms since epoch
 ACC = {"accuracy": True, "exact_match": True}
@@ -29,8 +29,25 @@ def make_suite(tasks=(("sent", "accuracy"),), seeds=(0, 1)):
 
 
 def cell(suite, method, rank, quant="none", seed=0, task="sent", na=None, **training):
-    return Cell(suite=suite.name, task=task, method=method, rank=rank, quant=quant, seed=seed, settings=None,
-                training=dataclasses.replace(suite.training, seeds=(seed,), **training), na_reason=na)
+    c = Cell(suite=suite.name, task=task, method=method, rank=rank, quant=quant, seed=seed, settings=None,
+             training=dataclasses.replace(suite.training, seeds=(seed,), **training), na_reason=na)
+    return dataclasses.replace(c, space=suite.search.space, trials=suite.search.trials)
+
+
+SPACE = (SearchParam("lr", low=1e-5, high=1e-2, log=True), SearchParam("settings.alpha", choices=(8, 16, 32)))
+
+
+def search_suite(trials=3, seeds=(0, 1), objectives=("score",)):
+    """A suite whose cells get `trials` trials each, searching lr and the method's alpha."""
+    return dataclasses.replace(make_suite(seeds=seeds),
+                               search=SearchSpec(trials=trials, objectives=objectives, space=SPACE))
+
+
+def trial(c: Cell, run_id: str, k: int, t: int = 0, status: str = "FINISHED", lr=1.2e-3, alpha=16, **values):
+    """One trial run of a search: a run with the search tags."""
+    outcome = {"FINISHED": "complete", "FAILED": "failed", "KILLED": "killed"}.get(status, "lost")
+    return run(c, run_id, t=t, status=status, trial=str(k), slot=f"{c.id}/{k}", outcome=outcome,
+               search_values=f'{{"lr": {lr}, "settings.alpha": {alpha}}}') | values
 
 
 def run(c: Cell, run_id: str, t: int = 0, status: str = "FINISHED", **values):
@@ -250,3 +267,165 @@ def test_grid_entries_sharing_method_rank_quant_stay_apart(suite):
     rows = table(build_leaderboard(suite, slow + fast, runs, ACC))
     assert [(r["method"], r["test accuracy ↑"], r["n"]) for r in rows] == [
         ("lora (lr=0.01)", "**0.900**", "2"), ("lora (lr=0.0001)", "0.600", "2")]
+
+
+# --------------------------------------------------------------------------- search: several trials per cell
+
+
+def test_best_validation_score_beats_a_later_run_with_a_worse_one(suite):
+    a = cell(suite, "lora", 4)
+    runs = pd.DataFrame([run(a, "good-val", t=1, val_score=0.90, test_score=0.60),
+                         run(a, "later-worse-val", t=2, val_score=0.70, test_score=0.95),
+                         run(a, "latest-failed", t=3, status="FAILED", error="boom")])
+    one = make_suite(seeds=(0,))
+    assert list(select_runs([a], runs)["run_id"]) == ["good-val"]
+    assert table(build_leaderboard(one, [a], runs, ACC))[0]["test accuracy ↑"] == "**0.600**"  # never picked by test
+    # a metric where lower is better: the lower validation score wins
+    assert table(build_leaderboard(one, [a], runs, {"accuracy": False}))[0]["test accuracy ↓"] == "**0.950**"
+
+
+def test_equal_validation_scores_go_to_the_latest_run(suite):
+    a = cell(suite, "lora", 4)
+    runs = pd.DataFrame([run(a, "first", t=1, val_score=0.8, test_score=0.1),
+                         run(a, "last", t=3, val_score=0.8, test_score=0.3),
+                         run(a, "middle", t=2, val_score=0.8, test_score=0.2)])
+    assert list(select_runs([a], runs)["run_id"]) == ["last"]
+    assert table(build_leaderboard(make_suite(seeds=(0,)), [a], runs, ACC))[0]["test accuracy ↑"] == "**0.300**"
+
+
+@pytest.fixture
+def searched():
+    """3 trials per cell.  lora r4: both seeds' best trials chose lr=1.2e-3, alpha=16; one trial of seed 1
+    failed (5/6 finished).  lora r8: all 6 finished; the seeds' best trials chose different lr."""
+    suite = search_suite(trials=3)
+    r4 = [cell(suite, "lora", 4, seed=s) for s in (0, 1)]
+    r8 = [cell(suite, "lora", 8, seed=s) for s in (0, 1)]
+    runs = pd.DataFrame([
+        trial(r4[0], "a00", 0, t=1, val_score=0.70, lr=3e-4, alpha=8),
+        trial(r4[0], "a01", 1, t=2, val_score=0.90, test_score=0.88),
+        trial(r4[0], "a02", 2, t=3, val_score=0.80, lr=5e-3, alpha=32),
+        trial(r4[1], "a10", 0, t=4, val_score=0.85, test_score=0.92),
+        trial(r4[1], "a11", 1, t=5, val_score=0.60, lr=1e-5),
+        trial(r4[1], "a12", 2, t=6, status="FAILED", error="RuntimeError: boom"),
+        trial(r8[0], "b00", 0, t=7, val_score=0.75, test_score=0.70, lr=1.2e-3, alpha=16),
+        trial(r8[0], "b01", 1, t=8, val_score=0.50),
+        trial(r8[0], "b02", 2, t=9, val_score=0.40),
+        trial(r8[1], "b10", 0, t=10, val_score=0.75, test_score=0.80, lr=3e-4, alpha=16),
+        trial(r8[1], "b11", 1, t=11, val_score=0.55),
+        trial(r8[1], "b12", 2, t=12, val_score=0.45),
+    ])
+    return suite, r4 + r8, runs
+
+
+def test_search_adds_the_trial_sentence_and_columns(searched):
+    suite, cells, runs = searched
+    board = build_leaderboard(suite, cells, runs, ACC)
+    section = board.split("## sent (accuracy)")[1]
+    assert ("Each row is the best of 3 trials per cell by validation score (searched: lr, settings.alpha); "
+            "the test score is that trial's.") in section.split("|")[0]  # under the heading, above the table
+    rows = table(board)
+    assert [(r["method"], r["rank"], r["test accuracy ↑"], r["n"]) for r in rows] == [
+        ("lora", "4", "**0.900**", "2"), ("lora", "8", "0.750", "2")]  # the best-val trial's test scores, averaged
+    assert [r["trials"] for r in rows] == ["5/6", "6/6"]
+    assert rows[0]["best hyperparameters"] == "lr=1.2e-03, alpha=16"
+    assert rows[1]["best hyperparameters"] == "lr=1.2e-03 / 3.0e-04, alpha=16"  # seeds chose different lr
+
+
+def test_trials_and_search_values_reach_runs_csv(tmp_path, searched):
+    suite, cells, runs = searched
+    write_report(suite, cells, runs, tmp_path, ACC)
+    csv = pd.read_csv(tmp_path / "runs.csv")
+    assert list(csv["run_id"]) == ["a01", "a10", "b00", "b10"]
+    assert list(csv["trials"]) == [3, 2, 3, 3]
+    assert csv.loc[0, "search_values"] == '{"lr": 0.0012, "settings.alpha": 16}'
+    assert csv.loc[3, "search_values"] == '{"lr": 0.0003, "settings.alpha": 16}'
+
+
+def test_a_rerun_slot_counts_once():
+    suite = search_suite(trials=2, seeds=(0,))
+    a = cell(suite, "lora", 4)
+    runs = pd.DataFrame([trial(a, "x", 0, t=1), trial(a, "x-again", 0, t=2), trial(a, "y", 1, t=3)])
+    assert list(select_runs([a], runs)["trials"]) == [2]
+    assert table(build_leaderboard(suite, [a], runs, ACC))[0]["trials"] == "2/2"
+
+
+def test_no_search_keeps_the_table_as_it_was(suite, three_configs):
+    cells, runs = three_configs
+    board = build_leaderboard(suite, cells, runs, ACC)
+    header = table_rows(board)[0]
+    assert "trials" not in header and "best hyperparameters" not in header and header[-1] == "n"
+    assert "best of" not in board and "Pareto" not in board
+
+
+def test_space_alone_counts_as_a_search():
+    suite = dataclasses.replace(make_suite(seeds=(0,)), search=SearchSpec(trials=1, space=SPACE[:1]))
+    a = cell(suite, "lora", 4)
+    board = build_leaderboard(suite, [a], pd.DataFrame([trial(a, "x", 0, lr=0.05)]), ACC)
+    assert "best of 1 trials per cell by validation score (searched: lr)" in board
+    assert table(board)[0]["trials"] == "1/1" and table(board)[0]["best hyperparameters"] == "lr=0.05, alpha=16"
+
+
+def test_diverged_run_shows_as_diverged_with_its_error(tmp_path):
+    suite = search_suite(trials=2, seeds=(0, 1))
+    a, b = cell(suite, "lora", 4, seed=0), cell(suite, "lora", 4, seed=1)
+    runs = pd.DataFrame([
+        # MLflow may call a diverged run FINISHED: the outcome tag decides
+        trial(a, "nan-run", 0, t=1, outcome="diverged", val_score=float("nan"), error="loss became nan at step 12"),
+        trial(b, "fine", 0, t=2, val_score=0.5, test_score=0.7),
+        trial(b, "blew-up", 1, t=3, outcome="diverged", val_score=0.99, test_score=0.99, error="loss became inf at step 3"),
+    ])
+    write_report(suite, [a, b], runs, tmp_path, ACC)
+    csv = pd.read_csv(tmp_path / "runs.csv")
+    assert list(csv["status"]) == ["DIVERGED", "FINISHED"]
+    assert csv.loc[0, "error"] == "loss became nan at step 12" and list(csv["run_id"]) == ["nan-run", "fine"]
+    assert list(csv["trials"]) == [0, 1]  # a diverged trial is not a finished one
+    board = (tmp_path / "leaderboard.md").read_text()
+    notes = board.split("**Not comparable**")[1]
+    assert "- `lora` rank 4, quant none: diverged (seed 0) — loss became nan at step 12" in notes
+    row = table(board)[0]
+    assert row["test accuracy ↑"] == "**0.700**" and row["n"] == "1" and row["trials"] == "1/4"
+
+
+def test_oom_retries_reach_runs_csv(tmp_path, suite):
+    a, b = cell(suite, "lora", 4, seed=0), cell(suite, "lora", 4, seed=1)
+    runs = pd.DataFrame([run(a, "squeezed", oom_retries="2", micro_batch="4"), run(b, "plain")])
+    write_report(suite, [a, b], runs, tmp_path, ACC)
+    csv = pd.read_csv(tmp_path / "runs.csv")
+    assert list(csv.columns[-3:]) == ["trials", "search_values", "oom_retries"]
+    assert csv.loc[0, "oom_retries"] == 2 and pd.isna(csv.loc[1, "oom_retries"])
+    assert pd.isna(csv.loc[1, "search_values"])
+
+
+# --------------------------------------------------------------------------- Pareto mode
+
+
+def test_pareto_front_lists_exactly_the_non_dominated_trials_by_memory():
+    suite = search_suite(trials=3, seeds=(0,), objectives=("score", "peak_memory"))
+    r4, r8, full = cell(suite, "lora", 4), cell(suite, "lora", 8), cell(suite, "full", None)
+    runs = pd.DataFrame([
+        trial(r4, "A", 0, t=1, val_score=0.60, test_score=0.61, peak_memory_mb=100.0, lr=1e-3, alpha=8),
+        trial(r4, "B", 1, t=2, val_score=0.70, test_score=0.72, peak_memory_mb=200.0, lr=2e-3, alpha=16),
+        trial(r8, "C", 0, t=3, val_score=0.65, test_score=0.90, peak_memory_mb=300.0),  # B beats it on both
+        trial(full, "D", 0, t=4, val_score=0.80, test_score=0.79, peak_memory_mb=400.0, lr=5e-5, alpha=32),
+        trial(r8, "E", 1, t=5, val_score=0.55, test_score=0.50, peak_memory_mb=150.0),  # A beats it on both
+        # not finished: would beat everything, but is not a result
+        trial(r8, "X", 2, t=6, outcome="diverged", val_score=0.99, peak_memory_mb=10.0, error="loss became nan"),
+    ])
+    board = build_leaderboard(suite, [r4, r8, full], runs, ACC)
+    section = board.split("### Pareto front: validation score vs peak memory")[1].split("**Not comparable**")[0]
+    assert "no other finished trial beats on both counts" in section
+    front = table(section)
+    assert [list(r.values()) for r in front] == [
+        ["lora", "4", "none", "0", "lr=1.0e-03, alpha=8", "0.600", "0.610", "100"],
+        ["lora", "4", "none", "0", "lr=2.0e-03, alpha=16", "0.700", "0.720", "200"],
+        ["full", "-", "none", "0", "lr=5.0e-05, alpha=32", "0.800", "0.790", "400"],
+    ]
+    assert list(front[0]) == ["method", "rank", "quant", "seed", "hyperparameters", "val accuracy ↑", "test accuracy",
+                              "peak memory (MB) ↓"]
+    # the front comes after the task's main table
+    assert board.index("| method | rank | quant | test accuracy") < board.index("### Pareto front")
+
+
+def test_no_pareto_front_with_a_single_objective(searched):
+    suite, cells, runs = searched
+    assert "Pareto front" not in build_leaderboard(suite, cells, runs, ACC)
