@@ -136,6 +136,8 @@ def _schedule(args, final: bool) -> int:
             board = _write_report(suite, cells, uri, out_dir)
             track.finish_invocation(inv, status, {"wall_time_s": time.perf_counter() - t0},
                                     {"report": str(board), "report/data": str(out_dir / "runs.csv")})
+        elif prog is not None:  # a worker reopened the parent run; the queue is empty, so close it again
+            track.finish_invocation(inv, status, {}, {})
     wall = time.perf_counter() - t0
     if final:
         print()

@@ -254,12 +254,16 @@ def recover(study: optuna.Study, tracking_uri: str) -> list[str]:
             notes.append(_settle(study, t, tracking_uri, reason))
     for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
         # failed by Optuna's heartbeat check: its MLflow run may still say RUNNING
-        if OUTCOME not in t.user_attrs and RUN_ID in t.user_attrs:
+        if OUTCOME not in t.user_attrs and RUN_ID in t.user_attrs and t._trial_id not in _CLOSED:
+            _CLOSED.add(t._trial_id)  # a finished trial cannot be marked, so remember it here
             if track.run_status(tracking_uri, t.user_attrs[RUN_ID]) == "RUNNING":
                 track.end_run(tracking_uri, t.user_attrs[RUN_ID], "FAILED", error="worker lost: no heartbeat")
                 track.log_tags(tracking_uri, t.user_attrs[RUN_ID], {"outcome": "lost"})
                 notes.append(f"trial {t.number}: worker lost (no heartbeat); its run ended FAILED")
     return notes
+
+
+_CLOSED: set[int] = set()  # heartbeat-failed trials whose MLflow run this process has already looked at
 
 
 def is_heartbeat_storage(study: optuna.Study) -> bool:
@@ -335,7 +339,7 @@ class Progress:
 
     def line(self, workers: int) -> str:
         eta = self.eta_s(workers)
-        eta_text = "ETA --" if eta is None else f"ETA {_duration(eta)}"
+        eta_text = "finished" if not (self.left or self.running) else "ETA --" if eta is None else f"ETA {_duration(eta)}"
         div = f", {self.diverged} diverged" if self.diverged else ""
         return (f"trials: {self.done} done{div}, {self.running} running, {self.failed} failed, {self.left} left "
                 f"of {self.total} | {eta_text}")
@@ -624,12 +628,13 @@ def live(study: optuna.Study, cells: list[Cell], procs: dict, restart: Callable[
     seen: set[int] = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
     restarts: Counter = Counter()
     tty = out.isatty()
+    erase = "\r\033[K" if tty else ""  # on a terminal the progress line is rewritten in place
     last_line, last_print = "", 0.0
     while True:
         alive = {n: p for n, p in procs.items() if p.is_alive()}
         for n, p in list(procs.items()):
             if not p.is_alive() and p.exitcode not in (0, None):
-                print(f"\nworker {n} died (exit code {p.exitcode})", file=out, flush=True)
+                print(f"{erase}worker {n} died (exit code {p.exitcode})", file=out, flush=True)
                 with storage_lock(storage_url):
                     for note in recover(study, tracking_uri):
                         print(f"  {note}", file=out, flush=True)
@@ -652,19 +657,15 @@ def live(study: optuna.Study, cells: list[Cell], procs: dict, restart: Callable[
                     what = f"{outcome.upper():8}" + (t.user_attrs.get(REASON, "") or "")[:160]
                 who = t.user_attrs.get(WORKER, {}).get("name", "?")
                 text = f"  {what}  {label}{budget}  ({secs:.0f} s, {who})"
-                print(("\r\033[K" if tty else "") + text, file=out, flush=True)
-                last_line = ""
+                print(erase + text, file=out, flush=True)
         p = progress(study, cells)
-        line = p.line(len(procs) or 1)
-        now = time.monotonic()
-        if tty:
-            print("\r\033[K" + line, end="", file=out, flush=True)
-        elif line != last_line and now - last_print > 10 or not alive:
-            print(line, file=out, flush=True)
-            last_print = now
-        last_line = line
         if not alive:
-            if tty:
-                print(file=out)
-            return p
+            print(erase, end="", file=out, flush=True)
+            return p  # the caller prints the final count
+        line, now = p.line(len(procs)), time.monotonic()
+        if tty:
+            print(erase + line, end="", file=out, flush=True)
+        elif line != last_line and now - last_print >= 10:  # a log file gets a line at most every 10 s
+            print(line, file=out, flush=True)
+            last_line, last_print = line, now
         time.sleep(POLL_S)

@@ -320,3 +320,61 @@ def test_search_gives_every_cell_the_same_budget_and_reports_the_best_trial(tmp_
     runs_csv = (tmp_path / "r" / "searched" / "runs.csv").read_text()
     best = max((r for r in children if r.data.params["method"] == "full"), key=lambda r: r.data.metrics["val_score"])
     assert best.info.run_id in runs_csv
+
+
+# --------------------------------------------------------------------------- leases and settling, unit by unit
+
+
+def _frozen_running(user_attrs: dict, started_ago: float = 0.0) -> optuna.trial.FrozenTrial:
+    import datetime
+
+    return optuna.trial.FrozenTrial(
+        number=0, state=TrialState.RUNNING, value=None, values=None,
+        datetime_start=datetime.datetime.now() - datetime.timedelta(seconds=started_ago), datetime_complete=None,
+        params={}, distributions={}, user_attrs=user_attrs, system_attrs={}, intermediate_values={}, trial_id=0)
+
+
+def test_a_lease_is_stale_when_its_process_is_gone_or_it_expired():
+    from harness.schedule import HOST, LEASE, LEASE_S, stale_reason
+
+    now = time.time()
+    me = {"host": HOST, "pid": os.getpid(), "pid_started": None, "name": "cpu0"}
+    assert stale_reason(_frozen_running({WORKER: me, LEASE: now + 30}), now) is None
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    gone = stale_reason(_frozen_running({WORKER: dict(me, pid=dead.pid), LEASE: now + 30}), now)
+    assert gone is not None and "died" in gone and str(dead.pid) in gone
+    far = {"host": "another-machine", "pid": 1, "pid_started": None, "name": "gpu3"}
+    assert stale_reason(_frozen_running({WORKER: far, LEASE: now + 30}), now) is None  # cannot see its pid: trust the lease
+    expired = stale_reason(_frozen_running({WORKER: far, LEASE: now - 1}), now)
+    assert expired is not None and "another-machine" in expired and "lease" in expired
+    assert stale_reason(_frozen_running({}, started_ago=LEASE_S + 5), now) is not None  # claimed, never said who
+    assert stale_reason(_frozen_running({}, started_ago=1), now) is None
+
+
+def test_a_trial_whose_run_finished_before_its_worker_died_is_completed_not_rerun(tmp_path):
+    """The worker logged everything to MLflow, then died before telling Optuna: nothing is lost or run twice."""
+    from harness import schedule, track
+
+    path = _write(tmp_path, dict(TINY, training=dict(TINY["training"], seeds=[0]), grid=[{"method": "full"}]))
+    suite, cells = validate_suite(str(path))
+    uri, journal = f"sqlite:///{tmp_path}/m.db", str(tmp_path / "optuna.journal")
+    study, inv, notes = schedule.prepare(suite, cells, journal, uri, {}, {})
+    assert notes == ["1 trial(s) enqueued"]
+    trial = schedule._claim(study)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    study._storage.set_trial_user_attr(trial._trial_id, WORKER, {"host": schedule.HOST, "pid": dead.pid,
+                                                                 "pid_started": None, "name": "cpu0"})
+    run_id = track.create_child(inv, cells[0].label, {}, {"cell_id": cells[0].id})
+    study._storage.set_trial_user_attr(trial._trial_id, schedule.RUN_ID, run_id)
+    track.log_metrics(uri, run_id, {"val_score": 0.75, "test_score": 0.7})
+    track.end_run(uri, run_id, "FINISHED")
+
+    with schedule.storage_lock(journal):
+        notes = schedule.recover(study, uri)
+        assert schedule.enqueue(study, cells, fresh=False) == 0
+    assert len(notes) == 1 and "complete" in notes[0]
+    [t] = study.get_trials()
+    assert t.state == TrialState.COMPLETE and t.values == [0.75]
+    assert schedule.progress(study, cells).line(1).startswith("trials: 1 done, 0 running, 0 failed, 0 left of 1")
