@@ -42,6 +42,7 @@ import multiprocessing as mp
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -541,8 +542,6 @@ def visible_gpus() -> list[str]:
     if env is not None:
         return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
     try:
-        import subprocess
-
         out = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True, text=True,
                              timeout=20)
         return [line.strip() for line in out.stdout.splitlines() if line.strip()] if out.returncode == 0 else []
