@@ -11,8 +11,8 @@ subprocess.
     python bench/scheduling.py [--seconds S] [--per-worker K] [--workers 1,2,4,8]
 
 Efficiency = ideal / measured, ideal = n_trials * S / W:
-  wall  the whole command: interpreter start, imports, study and MLflow setup, the
-        forkserver and worker start-up, the trials, the report;
+  wall  the whole command, until its process exits: interpreter start, imports, study
+        and MLflow setup, the forkserver and worker start-up, the trials, the report;
   span  first trial's start to last trial's completion, from the Optuna journal:
         scheduling only (claiming, per-trial work besides the sleep, idle workers).
 The run must exit 0 and complete each cell exactly once (Optuna and MLflow), else the
@@ -22,10 +22,12 @@ written to results/bench/scheduling.md (--out).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -74,6 +76,16 @@ class Result:
         return self.trials * self.seconds / self.workers
 
 
+def _wait_for_group(pgid: int, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+
+
 def run_one(workers: int, seconds: float, per_worker: int, keep: bool) -> Result:
     from mlflow.tracking import MlflowClient
     from optuna.trial import TrialState
@@ -87,15 +99,24 @@ def run_one(workers: int, seconds: float, per_worker: int, keep: bool) -> Result
     uri = f"sqlite:///{tmp}/mlflow.db"
     cmd = [sys.executable, "-m", "harness", "run", str(suite_path), "--workers", str(workers),
            "--tracking-uri", uri, "--results", str(tmp / "results")]
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
     print(f"[W={workers}] {per_worker * workers} trials of {seconds:g} s in {tmp}", flush=True)
-    t_start = time.time()
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=3600)
-    wall = time.perf_counter() - t0
+    # Output to a file, not a pipe: the forkserver inherits stdout and lingers a moment after the command exits,
+    # so reading a pipe to its end would time the forkserver's shutdown too, which no user waits for.
+    with open(tmp / "run.log", "w") as log:
+        t_start = time.time()
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            rc = proc.wait(timeout=3600)
+        except BaseException:  # Ctrl-C or the timeout: stop the harness the way a user would
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGINT)
+            raise
+        wall = time.perf_counter() - t0
     t_end = t_start + wall
-    (tmp / "run.log").write_text(proc.stdout + proc.stderr)
-    assert proc.returncode == 0, f"W={workers}: exit code {proc.returncode}; see {tmp}/run.log\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
+    _wait_for_group(proc.pid)  # the forkserver and resource tracker: gone before anything else is measured
+    assert rc == 0, f"W={workers}: exit code {rc}; see {tmp}/run.log\n{(tmp / 'run.log').read_text()[-2000:]}"
 
     # each cell completed exactly once, nothing failed, retried or left behind
     suite, cells = validate_suite(str(suite_path))
@@ -131,7 +152,7 @@ def run_one(workers: int, seconds: float, per_worker: int, keep: bool) -> Result
                   first_starts_s=max(first_by_worker.values()) - min(starts), tail_s=t_end - max(ends))
 
 
-def render(results: list[Result], command: str, elapsed_s: float) -> str:
+def render(results: list[Result], command: str, elapsed_s: float, load: float) -> str:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     lines = [
         "# Scheduling efficiency",
@@ -168,7 +189,7 @@ def render(results: list[Result], command: str, elapsed_s: float) -> str:
         "",
         f"Machine: {cores} CPU cores available (os.sched_getaffinity), {platform.machine()}, "
         f"Python {platform.python_version()}; {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}; "
-        f"whole benchmark {elapsed_s / 60:.1f} min.",
+        f"1-minute load average before the benchmark {load:.2f}; whole benchmark {elapsed_s / 60:.1f} min.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -183,11 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep each run's temporary directory (logs, journal, MLflow)")
     args = ap.parse_args(argv)
     counts = [int(w) for w in args.workers.split(",") if w.strip()]
+    if args.seconds <= 0 or args.per_worker < 1 or not counts or min(counts) < 1:
+        ap.error("--seconds must be > 0, --per-worker >= 1, --workers positive integers")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     command = "python bench/scheduling.py " + shlex.join(
         ["--seconds", f"{args.seconds:g}", "--per-worker", str(args.per_worker), "--workers", ",".join(map(str, counts))])
     t0 = time.perf_counter()
     results = [run_one(w, args.seconds, args.per_worker, args.keep) for w in counts]
-    text = render(results, command, time.perf_counter() - t0)
+    text = render(results, command, time.perf_counter() - t0, load)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)

@@ -100,6 +100,8 @@ def _schedule(args, final: bool) -> int:
     where = "this process" if args.in_process else ", ".join(p.name for p in plans)
     print(f"suite {suite.name}: {len(cells)} cells, {n_cells} to run, {n_trials} trials; workers: {where}", flush=True)
     print(f"tracking at {uri}; study {schedule.study_name(suite)} in {storage}", flush=True)
+    if not args.in_process:
+        schedule.warm_up(plans)
     study, inv, notes = schedule.prepare(
         suite, cells, storage, uri,
         {"suite_fingerprint": suite.fingerprint(), "suite_file": suite.file, "model": suite.model.describe(), **provenance()},
@@ -123,6 +125,9 @@ def _schedule(args, final: bool) -> int:
             procs = {p.name: start(p.name) for p in plans}
             schedule.live(study, cells, procs, start, uri, storage)
         prog = schedule.progress(study, cells)
+        if prog.left and not args.in_process:
+            print(f"{prog.left} trial(s) were not run: the workers stopped (see their logs in {logs}/); "
+                  "run the same command again to go on", flush=True)
         status = "FINISHED" if prog.failed == 0 and prog.left == 0 and prog.running == 0 else "FAILED"
     except KeyboardInterrupt:
         print("\ninterrupted: stopping workers; their trials end KILLED and run again next time", flush=True)

@@ -39,6 +39,7 @@ import hashlib
 import json
 import math
 import multiprocessing as mp
+import multiprocessing.connection
 import os
 import signal
 import socket
@@ -46,6 +47,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,7 +66,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 HEARTBEAT_S = 10  # lease renewal and RDB heartbeat interval
 LEASE_S = 60  # a lease not renewed for this long is stale (another host's worker died)
-POLL_S = 2.0  # idle workers and the live view look at the study this often
+POLL_S = 1.0  # idle workers and the live view look at the study this often
 MAX_LOST_RETRIES = 2  # a slot whose worker died is tried again at most this often per invocation
 
 SLOT, CELL, OUTCOME, REASON, RUN_ID, WORKER, LEASE = ("harness.slot", "harness.cell_id", "harness.outcome", "harness.reason",
@@ -103,8 +105,10 @@ def is_rdb(storage_url: str) -> bool:
 
 def _storage(storage_url: str):
     if is_rdb(storage_url):
-        return optuna.storages.RDBStorage(storage_url, heartbeat_interval=HEARTBEAT_S, grace_period=LEASE_S,
-                                          engine_kwargs={"pool_pre_ping": True})
+        with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna 5; we rely on it knowingly
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(storage_url, heartbeat_interval=HEARTBEAT_S, grace_period=LEASE_S,
+                                              engine_kwargs={"pool_pre_ping": True})
     from optuna.storages.journal import JournalFileBackend
 
     Path(storage_url).parent.mkdir(parents=True, exist_ok=True)
@@ -244,8 +248,9 @@ def _lost(t: optuna.trial.FrozenTrial) -> bool:
 def recover(study: optuna.Study, tracking_uri: str) -> list[str]:
     """Settle RUNNING trials whose worker is gone; returns what was done, one line each."""
     notes = []
-    if is_heartbeat_storage(study):
-        optuna.storages.fail_stale_trials(study)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # RDB heartbeat; a no-op on the journal
     now = time.time()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if SLOT not in t.user_attrs:
@@ -265,10 +270,6 @@ def recover(study: optuna.Study, tracking_uri: str) -> list[str]:
 
 
 _CLOSED: set[int] = set()  # heartbeat-failed trials whose MLflow run this process has already looked at
-
-
-def is_heartbeat_storage(study: optuna.Study) -> bool:
-    return isinstance(study._storage, optuna.storages.RDBStorage)
 
 
 def _settle(study: optuna.Study, t: optuna.trial.FrozenTrial, uri: str, reason: str) -> str:
@@ -608,15 +609,34 @@ def _context(cuda: bool):
         return mp.get_context("spawn")
     if _CPU_CONTEXT is None:
         _CPU_CONTEXT = mp.get_context("forkserver")
-        _CPU_CONTEXT.set_forkserver_preload(["torch", "transformers", "peft", "harness.runner", "harness.cli"])
+        _CPU_CONTEXT.set_forkserver_preload(["torch", "transformers", "peft", "harness.runner", "harness.cli",
+                                             "harness.schedule", "mlflow.tracking", "mlflow.store.tracking.sqlalchemy_store"])
     return _CPU_CONTEXT
+
+
+def warm_up(plans: list[WorkerPlan]) -> None:
+    """Start the CPU workers' forkserver now, so its imports overlap the coordinator's MLflow/Optuna setup."""
+    if any(p.cuda_visible is None for p in plans) and "forkserver" in mp.get_all_start_methods():
+        _context(cuda=False)
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
 
 
 def start_worker(suite_file: str, storage_url: str, tracking_uri: str, plan: WorkerPlan, log_file: str):
     proc = _context(plan.cuda_visible is not None).Process(
         target=worker_main, args=(suite_file, storage_url, tracking_uri, plan, log_file), name=f"harness-{plan.name}")
     proc.start()
+    proc.log_file = log_file  # for the coordinator's message if the worker dies
     return proc
+
+
+def _log_tail(path: str | None, lines: int = 6) -> str:
+    try:
+        text = Path(path).read_text(errors="replace").splitlines() if path else []
+    except OSError:
+        return ""
+    return "\n".join("    | " + line[:200] for line in text[-lines:])
 
 
 def live(study: optuna.Study, cells: list[Cell], procs: dict, restart: Callable[[str], Any], tracking_uri: str,
@@ -633,7 +653,11 @@ def live(study: optuna.Study, cells: list[Cell], procs: dict, restart: Callable[
         alive = {n: p for n, p in procs.items() if p.is_alive()}
         for n, p in list(procs.items()):
             if not p.is_alive() and p.exitcode not in (0, None):
-                print(f"{erase}worker {n} died (exit code {p.exitcode})", file=out, flush=True)
+                log_file = getattr(p, "log_file", None)
+                print(f"{erase}worker {n} died (exit code {p.exitcode}); its log: {log_file}", file=out, flush=True)
+                tail = _log_tail(log_file)
+                if tail:
+                    print(tail, file=out, flush=True)
                 with storage_lock(storage_url):
                     for note in recover(study, tracking_uri):
                         print(f"  {note}", file=out, flush=True)
@@ -667,4 +691,4 @@ def live(study: optuna.Study, cells: list[Cell], procs: dict, restart: Callable[
         elif line != last_line and now - last_print >= 10:  # a log file gets a line at most every 10 s
             print(line, file=out, flush=True)
             last_line, last_print = line, now
-        time.sleep(POLL_S)
+        mp.connection.wait([p.sentinel for p in alive.values()], timeout=POLL_S)  # wakes when a worker exits

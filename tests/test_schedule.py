@@ -378,3 +378,88 @@ def test_a_trial_whose_run_finished_before_its_worker_died_is_completed_not_reru
     [t] = study.get_trials()
     assert t.state == TrialState.COMPLETE and t.values == [0.75]
     assert schedule.progress(study, cells).line(1).startswith("trials: 1 done, 0 running, 0 failed, 0 left of 1")
+
+
+# --------------------------------------------------------------------------- many machines: the README's recipe
+
+
+@pytest.fixture
+def mlflow_server(tmp_path, postgres_url_2):
+    """A real `mlflow server` backed by PostgreSQL, as in the README's multi-machine recipe."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(tmp_path / "mlflow-server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                             "--backend-store-uri", postgres_url_2, "--artifacts-destination", str(tmp_path / "art"),
+                             "--workers", "2"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy():
+        try:
+            return urllib.request.urlopen(f"{url}/health", timeout=2).status == 200
+        except OSError:
+            assert proc.poll() is None, (tmp_path / "mlflow-server.log").read_text()[-3000:]
+            return False
+
+    try:
+        _wait_for(healthy, 120, "mlflow server")
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+        log.close()
+
+
+@pytest.mark.slow
+def test_a_second_machine_joins_with_worker_on_postgresql_and_an_mlflow_server(tmp_path, postgres_url, mlflow_server):
+    suite = _sleepy_suite(tmp_path, seconds=2, n_cells=8)
+    common = ["--storage", postgres_url, "--tracking-uri", mlflow_server, "--workers", "1"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    first = subprocess.Popen([sys.executable, "-m", "harness", "run", str(suite), *common, "--results", str(tmp_path / "r")],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=str(tmp_path))
+    _wait_for(lambda: _running(suite, postgres_url), 180, "the first machine's first trial")
+    second = _cli("worker", str(suite), *common, cwd=str(tmp_path))  # "another machine": its own process tree
+    out, _ = first.communicate(timeout=600)
+    assert first.returncode == 0, out[-3000:]
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert_each_cell_once(suite, postgres_url, mlflow_server)
+    study = _study(suite, postgres_url)
+    pids = Counter(t.user_attrs[WORKER]["pid"] for t in study.get_trials(states=(TrialState.COMPLETE,)))
+    assert len(pids) == 2 and min(pids.values()) >= 2, pids  # both machines took a share
+    _, parents = _children(mlflow_server, "sleepy")
+    assert parents[0].info.status == "FINISHED"
+    assert (tmp_path / "r" / "sleepy" / "leaderboard.md").is_file()
+
+
+def test_on_postgresql_a_silent_worker_on_another_host_is_found_by_optunas_heartbeat(tmp_path, postgres_url, monkeypatch):
+    """No pid to look at on another machine: the RDB heartbeat expires, the trial fails, its run ends, the slot is re-queued."""
+    from harness import schedule, track
+
+    monkeypatch.setattr(schedule, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(schedule, "LEASE_S", 2)  # Optuna's grace period
+    path = _write(tmp_path, dict(TINY, training=dict(TINY["training"], seeds=[0]), grid=[{"method": "full"}]))
+    suite, cells = validate_suite(str(path))
+    uri = f"sqlite:///{tmp_path}/m.db"
+    study, inv, _ = schedule.prepare(suite, cells, postgres_url, uri, {}, {})
+    trial = schedule._claim(study)
+    far = {"host": "another-machine", "pid": 4242, "pid_started": None, "name": "gpu0"}
+    study._storage.set_trial_user_attr(trial._trial_id, WORKER, far)
+    study._storage.set_trial_user_attr(trial._trial_id, schedule.LEASE, time.time() + 3600)  # our lease alone would wait
+    study._storage.record_heartbeat(trial._trial_id)
+    run_id = track.create_child(inv, cells[0].label, {}, {"cell_id": cells[0].id})
+    study._storage.set_trial_user_attr(trial._trial_id, schedule.RUN_ID, run_id)
+
+    with schedule.storage_lock(postgres_url):
+        assert schedule.recover(study, uri) == []  # heartbeat still fresh
+    time.sleep(3.5)
+    with schedule.storage_lock(postgres_url):
+        notes = schedule.recover(study, uri)
+        assert schedule.enqueue(study, cells, fresh=False) == 1
+    assert any("no heartbeat" in n for n in notes)
+    assert study.trials[0].state == TrialState.FAIL
+    assert track.run_status(uri, run_id) == "FAILED"
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.WAITING]
