@@ -204,7 +204,10 @@ def test_a_worker_killed_mid_trial_is_replaced_and_nothing_is_lost_or_doubled(tm
     proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(suite), "--tracking-uri", uri,
                              "--results", str(tmp_path / "r"), "--workers", "3"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    victim = _wait_for(lambda: _running(suite, journal), 180, "a running trial")[0]
+    from harness.schedule import RUN_ID
+
+    mid_trial = lambda: [t for t in _running(suite, journal) if RUN_ID in t.user_attrs]  # noqa: E731 - its run exists
+    victim = _wait_for(mid_trial, 180, "a trial in the middle of its run")[0]
     os.kill(victim.user_attrs[WORKER]["pid"], signal.SIGKILL)
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-4000:]
@@ -216,6 +219,8 @@ def test_a_worker_killed_mid_trial_is_replaced_and_nothing_is_lost_or_doubled(tm
 
 @pytest.mark.slow
 def test_killing_everything_then_running_again_completes_the_grid(tmp_path):
+    from harness.schedule import RUN_ID
+
     suite = _sleepy_suite(tmp_path, seconds=3)
     uri, journal = f"sqlite:///{tmp_path}/mlflow.db", str(tmp_path / "optuna.journal")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -226,7 +231,8 @@ def test_killing_everything_then_running_again_completes_the_grid(tmp_path):
     def some_done_and_some_running():
         study = _study(suite, journal)
         done = study.get_trials(states=(TrialState.COMPLETE,))
-        return done if done and _running(suite, journal) else None
+        mid_trial = [t for t in _running(suite, journal) if RUN_ID in t.user_attrs]
+        return done if done and mid_trial else None
 
     done_before = _wait_for(some_done_and_some_running, 240, "a finished and a running trial")
     os.killpg(proc.pid, signal.SIGKILL)  # a power cut: coordinator, forkserver and workers at once
@@ -463,3 +469,19 @@ def test_on_postgresql_a_silent_worker_on_another_host_is_found_by_optunas_heart
     assert study.trials[0].state == TrialState.FAIL
     assert track.run_status(uri, run_id) == "FAILED"
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.WAITING]
+
+
+@pytest.mark.slow
+def test_pareto_mode_optimises_score_and_memory_and_the_report_shows_the_front(tmp_path):
+    suite = dict(TINY, name="pareto", training=dict(TINY["training"], seeds=[0]),
+                 grid=[{"method": "lora", "rank": [2, 8]}],
+                 search={"trials": 2, "objective": ["score", "peak_memory"], "space": {"lr": {"low": 1e-4, "high": 1e-2}}})
+    path = _write(tmp_path, suite)
+    uri, journal = f"sqlite:///{tmp_path}/m.db", str(tmp_path / "optuna.journal")
+    assert main(["run", str(path), "--tracking-uri", uri, "--results", str(tmp_path / "r"), "--in-process"]) == 0
+    study = _study(path, journal)
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(trials) == 4 and all(len(t.values) == 2 and t.values[1] > 0 for t in trials)
+    board = (tmp_path / "r" / "pareto" / "leaderboard.md").read_text()
+    assert "Pareto front: validation score vs peak memory" in board
