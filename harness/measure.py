@@ -38,6 +38,18 @@ def directory_bytes(path: str | Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
+def _release_freed_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc), so RSS starts from what is live."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 class PeakMemory:
     """Context manager: peak memory in MB over the block, and which kind it is."""
 
@@ -54,7 +66,9 @@ class PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
-        elif not _reset_hwm():
+            return self
+        _release_freed_memory()  # a worker runs trials one after another: earlier trials' garbage is not this one's
+        if not _reset_hwm():
             self._sampler = threading.Thread(target=self._sample, daemon=True)
             self._sampler.start()
         return self
