@@ -72,7 +72,6 @@ MAX_LOST_RETRIES = 2  # a slot whose worker died is tried again at most this oft
 SLOT, CELL, OUTCOME, REASON, RUN_ID, WORKER, LEASE = ("harness.slot", "harness.cell_id", "harness.outcome", "harness.reason",
                                                       "harness.run_id", "harness.worker", "harness.lease_expires")
 PARENT = "harness.mlflow_parent_run_id"
-DONE_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 HOST = socket.gethostname()
 
 
@@ -382,17 +381,6 @@ def progress(study: optuna.Study, cells: list[Cell]) -> Progress:
     return p
 
 
-def slot_outcomes(study: optuna.Study) -> dict[str, str]:
-    """slot -> its final word: complete, diverged, failed (with reason), for the summary."""
-    out = {}
-    for slot, trials in _by_slot(study).items():
-        last = max(trials, key=lambda t: t.number)
-        done = [t for t in trials if t.state in DONE_STATES]
-        out[slot] = "complete" if any(t.state == TrialState.COMPLETE for t in done) else \
-            "diverged" if done else last.user_attrs.get(OUTCOME, last.state.name.lower())
-    return out
-
-
 # --------------------------------------------------------------------------- the study's MLflow parent run
 
 
@@ -561,6 +549,10 @@ def plan_workers(devices: str | None, per_device: int, workers: int | None, gpus
                              devices, "run nvidia-smi to see the GPUs, or leave --devices out")
         gpus = wanted
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if gpus and workers:
+        raise SuiteError("--workers", "--workers", "no --workers on a machine with GPUs (one worker per GPU)",
+                         workers, f"GPUs found: {', '.join(gpus)}; use --per-device K to pack trials on each GPU, "
+                                  "or set CUDA_VISIBLE_DEVICES= (empty) to run CPU workers instead")
     if gpus:
         n = len(gpus) * per_device
         threads = max(1, cores // n)

@@ -96,6 +96,9 @@ def test_workers_are_planned_per_gpu_and_restricted_by_devices():
     with pytest.raises(SuiteError) as err:
         plan_workers("0,5", 1, None, gpus=["0", "1"])
     assert err.value.field == "--devices" and "5" in str(err.value) and "nvidia-smi" in str(err.value)
+    with pytest.raises(SuiteError) as err:
+        plan_workers(None, 1, 4, gpus=["0", "1"])
+    assert err.value.field == "--workers" and "--per-device" in str(err.value) and "CUDA_VISIBLE_DEVICES" in str(err.value)
 
 
 def test_without_gpus_cpu_workers_share_the_cores():
