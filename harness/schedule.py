@@ -230,9 +230,9 @@ class Lease:
 # --------------------------------------------------------------------------- slots and recovery
 
 
-def _by_slot(study: optuna.Study) -> dict[str, list[optuna.trial.FrozenTrial]]:
+def _by_slot(study: optuna.Study, trials: list | None = None) -> dict[str, list[optuna.trial.FrozenTrial]]:
     out: dict[str, list] = defaultdict(list)
-    for t in study.get_trials(deepcopy=False):
+    for t in study.get_trials(deepcopy=False) if trials is None else trials:
         slot = t.user_attrs.get(SLOT)
         if slot:
             out[slot].append(t)
@@ -355,9 +355,9 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def progress(study: optuna.Study, cells: list[Cell]) -> Progress:
+def progress(study: optuna.Study, cells: list[Cell], trials: list | None = None) -> Progress:
     """Each slot counted once, by its most telling trial: done > running > waiting > failed."""
-    by_slot, p = _by_slot(study), Progress()
+    by_slot, p = _by_slot(study, trials), Progress()
     for cell in cells:
         if not cell.runnable:
             continue
@@ -659,7 +659,8 @@ def live(study: optuna.Study, cells: list[Cell], procs: dict, restart: Callable[
                     restarts[n] += 1
                     procs[n] = restart(n)
                     alive[n] = procs[n]
-        for t in study.get_trials(deepcopy=False):
+        trials = study.get_trials(deepcopy=False)  # one read per tick, for the events and the counts
+        for t in trials:
             if t.state.is_finished() and t.number not in seen and SLOT in t.user_attrs:
                 seen.add(t.number)
                 label, k, n_trials = labels.get(t.user_attrs[SLOT], ("?", 0, 1))
@@ -673,7 +674,7 @@ def live(study: optuna.Study, cells: list[Cell], procs: dict, restart: Callable[
                 who = t.user_attrs.get(WORKER, {}).get("name", "?")
                 text = f"  {what}  {label}{budget}  ({secs:.0f} s, {who})"
                 print(erase + text, file=out, flush=True)
-        p = progress(study, cells)
+        p = progress(study, cells, trials)
         if not alive:
             print(erase, end="", file=out, flush=True)
             return p  # the caller prints the final count
