@@ -106,6 +106,11 @@ def run_trial(suite: Suite, cell: Cell, uri: str, run_id: str) -> TrialOutcome:
     from harness.train import DivergedError
 
     cfg, retries = cell.training, 0
+
+    def close(outcome: str, status: str, error: str | None = None, tags: dict | None = None) -> None:
+        track.log_tags(uri, run_id, (tags or {}) | {"outcome": outcome, "oom_retries": retries, "micro_batch": cfg.batch_size})
+        track.end_run(uri, run_id, status, error=error)
+
     try:
         while True:
             try:
@@ -125,19 +130,16 @@ def run_trial(suite: Suite, cell: Cell, uri: str, run_id: str) -> TrialOutcome:
     except DivergedError as exc:
         reason = str(exc)
         _log(f"    DIVERGED {cell.label}: {reason}")
-        track.log_tags(uri, run_id, {"outcome": "diverged", "oom_retries": retries, "micro_batch": cfg.batch_size})
-        track.end_run(uri, run_id, "FAILED", error=reason)
+        close("diverged", "FAILED", reason)
         return TrialOutcome("diverged", reason=reason)
     except Exception as exc:  # noqa: BLE001
         reason = f"{type(exc).__name__}: {exc}"
         _log(f"    FAILED {cell.label}: {reason}")
         track.log_text(uri, run_id, traceback.format_exc(), "traceback.txt")
-        track.log_tags(uri, run_id, {"outcome": "failed", "oom_retries": retries, "micro_batch": cfg.batch_size})
-        track.end_run(uri, run_id, "FAILED", error=reason)
+        close("failed", "FAILED", reason)
         return TrialOutcome("failed", reason=reason)
     track.log_metrics(uri, run_id, metrics)
-    track.log_tags(uri, run_id, tags | {"outcome": "complete", "oom_retries": retries, "micro_batch": cfg.batch_size})
-    track.end_run(uri, run_id, "FINISHED")
+    close("complete", "FINISHED", tags=tags)
     values = [metrics["val_score"]] + ([metrics["peak_memory_mb"]] if "peak_memory" in suite.search.objectives else [])
     return TrialOutcome("complete", values=values)
 

@@ -292,6 +292,14 @@ def _settle(study: optuna.Study, t: optuna.trial.FrozenTrial, uri: str, reason: 
     return f"trial {t.number}: {reason}; its run ended FAILED and the slot goes back in the queue"
 
 
+def resettle(study: optuna.Study, cells: list[Cell], storage_url: str, tracking_uri: str, fresh: bool) -> list[str]:
+    """Under the storage's lock: settle dead workers' trials, then enqueue what is missing (see `enqueue`)."""
+    with storage_lock(storage_url):
+        notes = recover(study, tracking_uri)
+        n = enqueue(study, cells, fresh)
+    return notes + ([f"{n} trial(s) enqueued"] if n else [])
+
+
 def enqueue(study: optuna.Study, cells: list[Cell], fresh: bool) -> int:
     """Enqueue each slot that has no waiting, running or done trial; returns how many.
 
@@ -391,15 +399,11 @@ def prepare(suite: Suite, cells: list[Cell], storage_url: str, tracking_uri: str
     with storage_lock(storage_url):
         parent = study.user_attrs.get(PARENT)
         if parent:
-            inv = track.reopen_invocation(tracking_uri, suite.name, parent)
+            inv = track.reopen_invocation(tracking_uri, parent)
         else:
             inv = track.start_invocation(tracking_uri, suite.name, parent_tags | {"study": study.study_name}, parent_files)
             study.set_user_attr(PARENT, inv.parent_run_id)
-        notes = recover(study, tracking_uri)
-        n = enqueue(study, cells, fresh=True)
-    if n:
-        notes.append(f"{n} trial(s) enqueued")
-    return study, inv, notes
+    return study, inv, resettle(study, cells, storage_url, tracking_uri, fresh=True)
 
 
 def invocation_of(study: optuna.Study, suite: Suite, tracking_uri: str) -> track.Invocation:
@@ -407,7 +411,7 @@ def invocation_of(study: optuna.Study, suite: Suite, tracking_uri: str) -> track
     if not parent:
         raise RuntimeError(f"study {study.study_name} has no MLflow parent run: run `python -m harness run` or "
                            "`python -m harness worker` (which prepare it) first")
-    return track.invocation_for(tracking_uri, suite.name, parent)
+    return track.invocation_for(tracking_uri, parent)
 
 
 # --------------------------------------------------------------------------- the worker loop
@@ -459,10 +463,8 @@ def work(suite: Suite, cells: list[Cell], storage_url: str, tracking_uri: str, n
         while True:
             trial = _claim(study)
             if trial is None:
-                with storage_lock(storage_url):
-                    for note in recover(study, tracking_uri):
-                        log(f"[{name}] {note}")
-                    enqueue(study, cells, fresh=False)
+                for note in resettle(study, cells, storage_url, tracking_uri, fresh=False):
+                    log(f"[{name}] {note}")
                 trial = _claim(study)
             if trial is None:
                 if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
@@ -650,10 +652,8 @@ def live(study: optuna.Study, cells: list[Cell], procs: dict, restart: Callable[
                 tail = _log_tail(log_file)
                 if tail:
                     print(tail, file=out, flush=True)
-                with storage_lock(storage_url):
-                    for note in recover(study, tracking_uri):
-                        print(f"  {note}", file=out, flush=True)
-                    enqueue(study, cells, fresh=False)
+                for note in resettle(study, cells, storage_url, tracking_uri, fresh=False):
+                    print(f"  {note}", file=out, flush=True)
                 del procs[n]
                 if restarts[n] < 3 and study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
                     restarts[n] += 1

@@ -3,8 +3,8 @@
 One MLflow experiment per suite (named after it), one parent run per Optuna study (a
 resumed study reopens it), one child run per trial.  The coordinating process creates
 the store, the experiment and the parent run (several processes creating a fresh
-SQLite store at once race on its schema); workers create and end their trials' runs.  Everything goes through
-`MlflowClient`, never the fluent global state, so a worker may live in any process.
+SQLite store at once race on its schema); workers create and end their trials' runs.
+Everything goes through `MlflowClient`, never the fluent global state, so a worker may live in any process.
 """
 from __future__ import annotations
 
@@ -65,14 +65,14 @@ def start_invocation(uri: str, suite_name: str, tags: dict[str, str], suite_file
     return Invocation(uri, exp_id, run.info.run_id)
 
 
-def reopen_invocation(uri: str, suite_name: str, parent_run_id: str) -> Invocation:
+def reopen_invocation(uri: str, parent_run_id: str) -> Invocation:
     """The study's parent run again (a resumed study): RUNNING until this invocation ends."""
-    inv = invocation_for(uri, suite_name, parent_run_id)
+    inv = invocation_for(uri, parent_run_id)
     _client(uri).update_run(parent_run_id, status="RUNNING")
     return inv
 
 
-def invocation_for(uri: str, suite_name: str, parent_run_id: str) -> Invocation:
+def invocation_for(uri: str, parent_run_id: str) -> Invocation:
     client = _client(uri)
     return Invocation(uri, client.get_run(parent_run_id).info.experiment_id, parent_run_id)
 
