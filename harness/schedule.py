@@ -259,11 +259,12 @@ def recover(study: optuna.Study, tracking_uri: str) -> list[str]:
             notes.append(_settle(study, t, tracking_uri, reason))
     for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
         # failed by Optuna's heartbeat check: its MLflow run may still say RUNNING
-        if OUTCOME not in t.user_attrs and RUN_ID in t.user_attrs and t._trial_id not in _CLOSED:
+        if SLOT in t.user_attrs and OUTCOME not in t.user_attrs and t._trial_id not in _CLOSED:
             _CLOSED.add(t._trial_id)  # a finished trial cannot be marked, so remember it here
-            if track.run_status(tracking_uri, t.user_attrs[RUN_ID]) == "RUNNING":
-                track.end_run(tracking_uri, t.user_attrs[RUN_ID], "FAILED", error="worker lost: no heartbeat")
-                track.log_tags(tracking_uri, t.user_attrs[RUN_ID], {"outcome": "lost"})
+            run_id = _trial_run(study, t, tracking_uri)
+            if run_id and track.run_status(tracking_uri, run_id) == "RUNNING":
+                track.end_run(tracking_uri, run_id, "FAILED", error="worker lost: no heartbeat")
+                track.log_tags(tracking_uri, run_id, {"outcome": "lost"})
                 notes.append(f"trial {t.number}: worker lost (no heartbeat); its run ended FAILED")
     return notes
 
@@ -271,8 +272,16 @@ def recover(study: optuna.Study, tracking_uri: str) -> list[str]:
 _CLOSED: set[int] = set()  # heartbeat-failed trials whose MLflow run this process has already looked at
 
 
+def _trial_run(study: optuna.Study, t: optuna.trial.FrozenTrial, uri: str) -> str | None:
+    """The trial's MLflow run id: recorded by its worker, else found by tags (killed between creating and recording it)."""
+    if RUN_ID in t.user_attrs:
+        return t.user_attrs[RUN_ID]
+    parent = study.user_attrs.get(PARENT)
+    return track.find_trial_run(uri, parent, t.number) if parent else None
+
+
 def _settle(study: optuna.Study, t: optuna.trial.FrozenTrial, uri: str, reason: str) -> str:
-    storage, run_id = study._storage, t.user_attrs.get(RUN_ID)
+    storage, run_id = study._storage, _trial_run(study, t, uri)
     status = track.run_status(uri, run_id) if run_id else None
     try:
         if status == "FINISHED":  # the worker logged everything, then died before telling Optuna

@@ -127,6 +127,15 @@ def end_run(uri: str, run_id: str, status: str, error: str | None = None) -> Non
     _client(uri).set_terminated(run_id, status)
 
 
+def find_trial_run(uri: str, parent_run_id: str, trial_number: int) -> str | None:
+    """The child run a trial created, found by its tags (for a worker killed before it could record the run's id)."""
+    client = _client(uri)
+    exp_id = client.get_run(parent_run_id).info.experiment_id
+    runs = client.search_runs([exp_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.trial = '{trial_number}'",
+                              max_results=5)
+    return runs[0].info.run_id if runs else None
+
+
 def run_status(uri: str, run_id: str) -> str:
     return _client(uri).get_run(run_id).info.status
 

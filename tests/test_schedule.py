@@ -389,6 +389,30 @@ def test_a_trial_whose_run_finished_before_its_worker_died_is_completed_not_reru
     assert schedule.progress(study, cells).line(1).startswith("trials: 1 done, 0 running, 0 failed, 0 left of 1")
 
 
+def test_a_run_created_just_before_its_worker_died_is_found_and_ended(tmp_path):
+    """Killed between creating its MLflow run and recording the run's id in the trial: the run still ends FAILED."""
+    from harness import schedule, track
+
+    path = _write(tmp_path, dict(TINY, training=dict(TINY["training"], seeds=[0]), grid=[{"method": "full"}]))
+    suite, cells = validate_suite(str(path))
+    uri, journal = f"sqlite:///{tmp_path}/m.db", str(tmp_path / "optuna.journal")
+    study, inv, _ = schedule.prepare(suite, cells, journal, uri, {}, {})
+    trial = schedule._claim(study)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    study._storage.set_trial_user_attr(trial._trial_id, WORKER, {"host": schedule.HOST, "pid": dead.pid,
+                                                                 "pid_started": None, "name": "cpu0"})
+    other = track.create_child(inv, "another trial", {}, {"cell_id": "x", "trial": str(trial.number + 1)})
+    run_id = track.create_child(inv, cells[0].label, {}, {"cell_id": cells[0].id, "trial": str(trial.number)})
+
+    with schedule.storage_lock(journal):
+        notes = schedule.recover(study, uri)
+        assert schedule.enqueue(study, cells, fresh=False) == 1  # the slot goes back in the queue
+    assert len(notes) == 1 and "ended FAILED" in notes[0]
+    assert track.run_status(uri, run_id) == "FAILED"
+    assert track.run_status(uri, other) == "RUNNING"  # another trial's run is left alone
+
+
 # --------------------------------------------------------------------------- many machines: the README's recipe
 
 
