@@ -8,6 +8,8 @@
 - forgetting: causal LM, mean token cross-entropy on the probe after training minus
   before; encoder, 1 - linear CKA between base and tuned hidden states on the probe.
 - adapter_bytes: the bytes one must store per task (see each method's `stored_bytes`).
+- flops_per_token / mfu: training FLOPs per token by design.md's formula, and
+  tokens_per_s x flops_per_token over the device's dense bf16 peak (GPU only).
 """
 from __future__ import annotations
 
@@ -20,18 +22,83 @@ import torch
 from harness.train import autocast
 
 
+def _logical_numel(p: torch.Tensor) -> int:
+    """Elements of a parameter; a bitsandbytes 4-bit weight by its unpacked shape."""
+    quant_state = getattr(p, "quant_state", None)
+    if quant_state is not None and getattr(quant_state, "shape", None) is not None:
+        return int(torch.Size(quant_state.shape).numel())
+    return p.numel()
+
+
 def count_params(model: torch.nn.Module) -> tuple[int, int]:
     """(trainable, total), counting bitsandbytes 4-bit weights by their unpacked size."""
     trainable = total = 0
     for p in model.parameters():
-        n = p.numel()
-        quant_state = getattr(p, "quant_state", None)
-        if quant_state is not None and getattr(quant_state, "shape", None) is not None:
-            n = int(torch.Size(quant_state.shape).numel())
+        n = _logical_numel(p)
         total += n
         if p.requires_grad:
             trainable += n
     return trainable, total
+
+
+def _config_dims(config) -> tuple[int, int]:
+    """(layers, hidden width) of a transformers config, whatever the architecture calls them."""
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    layers = next(getattr(config, k) for k in ("num_hidden_layers", "n_layer", "num_layers") if hasattr(config, k))
+    width = next(getattr(config, k) for k in ("hidden_size", "n_embd", "d_model") if hasattr(config, k))
+    return int(layers), int(width)
+
+
+def flops_per_token(model: torch.nn.Module, seq_len: float) -> float:
+    """Training FLOPs per token: 4 N_frozen + 6 N_trainable + 12 L d T (design.md, "Measurements").
+
+    A weight costs 2 FLOPs per token forward and 2 more backward for the gradient of its
+    input; a trainable weight 2 more for its own gradient, so full fine-tuning is 6N and
+    a frozen base with an adapter about 4N + 6 N_trainable.  N counts the parameters that
+    multiply activations: every parameter except the input embedding tables (a lookup,
+    not a matmul); a language-model head tied to the input embedding counts once, as the
+    head.  Attention's scores and weighted sum add 12 L d T per token at context length T
+    (the mean length of the training sequences).  Norms and biases are counted like
+    weights: the formula is the usual approximation, exact to within a few percent.
+    """
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    tied = {id(head.weight)} if head is not None and getattr(head, "weight", None) is not None else set()
+    frozen = trainable = 0
+    seen: set[int] = set()
+    for p in model.parameters():  # parameters() yields a tied tensor once
+        if id(p) in seen or (id(p) in embeddings and id(p) not in tied):
+            continue
+        seen.add(id(p))
+        n = _logical_numel(p)
+        if p.requires_grad:
+            trainable += n
+        else:
+            frozen += n
+    layers, width = _config_dims(model.config)
+    return 4.0 * frozen + 6.0 * trainable + 12.0 * layers * width * seq_len
+
+
+# dense bf16 tensor-core peaks (FLOP/s), from the vendors' data sheets; matched on torch's device name
+PEAK_BF16_FLOPS = (("H200", 989e12), ("H100 NVL", 835e12), ("H100 PCIe", 756e12), ("H100", 989e12), ("GH200", 989e12),
+                   ("B200", 2250e12), ("A100", 312e12), ("L40S", 362e12), ("L4", 121e12), ("A10", 125e12),
+                   ("RTX 4090", 165e12))
+
+
+def peak_flops(device_name: str) -> float:
+    """The device's dense bf16 peak FLOP/s; $HARNESS_PEAK_TFLOPS overrides; nan when unknown (and on CPU)."""
+    import os
+
+    if os.environ.get("HARNESS_PEAK_TFLOPS"):
+        return float(os.environ["HARNESS_PEAK_TFLOPS"]) * 1e12
+    if device_name.startswith("cpu"):
+        return float("nan")
+    return next((peak for name, peak in PEAK_BF16_FLOPS if name in device_name), float("nan"))
+
+
+def mfu(tokens_per_s: float, flops_token: float, peak: float) -> float:
+    """Model FLOPs utilisation: achieved training FLOP/s over the device's peak."""
+    return tokens_per_s * flops_token / peak if peak > 0 else float("nan")
 
 
 def directory_bytes(path: str | Path) -> int:

@@ -6,6 +6,7 @@ same whatever the source: a tiny config is first saved to a temporary directory.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import tempfile
 from dataclasses import dataclass
@@ -55,6 +56,53 @@ def locate(spec: ModelSpec, suite_file: str = "<suite>") -> Location:
                              "a file inside the package", str(target))
         return Location(str(root), spec.gguf_file)
     return Location(_save_tiny(dict(spec.tiny)))
+
+
+MODEL_FILES = ("*.json", "*.safetensors", "*.bin", "*.gguf", "*.model", "*.txt", "*.tiktoken")  # what from_pretrained may read
+_FILE_HASHES: dict[tuple, str] = {}  # (path, size, mtime) -> sha256: a long-lived worker hashes each file once
+
+
+def _file_sha256(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                digest.update(block)
+        _FILE_HASHES[key] = digest.hexdigest()
+    return _FILE_HASHES[key]
+
+
+def fingerprint(location: Location) -> str:
+    """What exactly the base model was: sha256[:16] over its files' names and contents.
+
+    A local directory or package: every file `from_pretrained` may read there (config,
+    weights, tokenizer), or only the GGUF file when one is named.  A hub id: the commit
+    of the cached snapshot (`hub:<repo>@<commit>`), which names the files as exactly
+    and costs nothing; "hub:<repo>@<revision or main>" when nothing is cached yet.
+    """
+    root = Path(location.source)
+    if not root.is_dir():
+        return _hub_fingerprint(location)
+    if location.gguf_file:
+        files = [root / location.gguf_file]
+    else:
+        files = sorted({f for pattern in MODEL_FILES for f in root.glob(pattern) if f.is_file()})
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f"{f.name}\0{_file_sha256(f)}\0".encode())
+    return digest.hexdigest()[:16]
+
+
+def _hub_fingerprint(location: Location) -> str:
+    try:
+        from huggingface_hub import snapshot_download
+
+        snapshot = Path(snapshot_download(location.source, revision=location.revision, local_files_only=True))
+        return f"hub:{location.source}@{snapshot.name}"
+    except Exception:  # noqa: BLE001 - not cached (or no hub library): the name is the best we have
+        return f"hub:{location.source}@{location.revision or 'main'}"
 
 
 def _byte_tokenizer(architecture: str):

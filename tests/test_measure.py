@@ -1,0 +1,173 @@
+"""Measurements checked against independent computations: linear CKA on known matrices,
+the FLOPs formula on hand-counted tiny models, MFU arithmetic, forgetting of an
+untrained adapter, and the model fingerprint."""
+from __future__ import annotations
+
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from harness import data, measure, models
+from methods import all_methods
+from tests import tiny
+from tests.conformance_specs import SPECS
+
+# --------------------------------------------------------------------------- linear CKA
+
+
+def _cka_by_kernels(x: np.ndarray, y: np.ndarray) -> float:
+    """CKA the long way (Kornblith et al. eq. 1-2): HSIC of the centred Gram matrices."""
+    n = x.shape[0]
+    h = np.eye(n) - np.ones((n, n)) / n
+    k, lmat = h @ (x @ x.T) @ h, h @ (y @ y.T) @ h
+    return float(np.sum(k * lmat) / np.sqrt(np.sum(k * k) * np.sum(lmat * lmat)))
+
+
+def test_cka_of_one_dimensional_features_is_the_squared_correlation():
+    x = torch.tensor([[1.0], [2.0], [3.0]])
+    assert measure.linear_cka(x, torch.tensor([[3.0], [2.0], [1.0]])) == pytest.approx(1.0)  # corr -1
+    assert measure.linear_cka(x, torch.tensor([[1.0], [3.0], [2.0]])) == pytest.approx(0.25)  # corr 0.5 by hand
+
+
+def test_cka_is_invariant_to_rotation_and_scale_and_matches_the_kernel_form():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(20, 6, generator=g)
+    q, _ = torch.linalg.qr(torch.randn(6, 6, generator=g))
+    assert measure.linear_cka(x, 3.0 * x @ q) == pytest.approx(1.0, abs=1e-12)
+    y = torch.randn(20, 4, generator=g)
+    assert measure.linear_cka(x, y) == pytest.approx(_cka_by_kernels(x.numpy().astype(float), y.numpy().astype(float)),
+                                                     rel=1e-9)
+    assert 0 < measure.linear_cka(x, y) < 1
+    assert measure.forgetting(x, x, "seq_cls") == pytest.approx(0.0, abs=1e-12)
+
+
+# --------------------------------------------------------------------------- FLOPs and MFU
+
+
+def test_flops_per_token_of_the_tiny_encoder_counted_by_hand():
+    model, _ = tiny.base_model("seq_cls")
+    d, f, layers, labels = tiny.HIDDEN, tiny.INTERMEDIATE, tiny.LAYERS, len(tiny.LABELS)
+    # every parameter but the word / position / token-type tables:
+    per_layer = 4 * (d * d + d) + 2 * d + (d * f + f) + (f * d + d) + 2 * d  # q k v o, LN, up, down, LN
+    n = 2 * d + layers * per_layer + (d * d + d) + (d * labels + labels)  # embedding LN, blocks, pooler, classifier
+    assert n == 18274
+    t = 10.0
+    attention = 12 * layers * d * t
+    for p in model.parameters():
+        p.requires_grad_(True)
+    assert measure.flops_per_token(model, t) == 6 * n + attention  # full fine-tuning
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith("classifier"))
+    head = d * labels + labels
+    assert measure.flops_per_token(model, t) == 4 * (n - head) + 6 * head + attention
+
+
+def test_flops_per_token_of_a_decoder_counts_an_untied_head_and_a_tied_one_once():
+    model, _ = tiny.base_model("causal_lm")
+    d, f, layers, vocab = tiny.HIDDEN, tiny.INTERMEDIATE, tiny.LAYERS, model.config.vocab_size
+    per_layer = 4 * d * d + 3 * d * f + 2 * d  # q k v o without bias, gate up down, two RMSNorms
+    n = layers * per_layer + d + vocab * d  # blocks, final norm, lm_head (embed_tokens is a lookup)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    assert measure.flops_per_token(model, 7.0) == 4 * n + 12 * layers * d * 7.0
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tied = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=d, intermediate_size=f, num_hidden_layers=layers,
+                                        num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True))
+    assert tied.lm_head.weight is tied.model.embed_tokens.weight
+    assert measure.flops_per_token(tied, 7.0) == 6 * n + 12 * layers * d * 7.0  # the shared table counts once, as the head
+
+
+def test_mfu_is_achieved_over_peak_and_the_peak_table_matches_device_names(monkeypatch):
+    monkeypatch.delenv("HARNESS_PEAK_TFLOPS", raising=False)
+    assert measure.peak_flops("cuda:0 NVIDIA H100 80GB HBM3") == 989e12
+    assert measure.peak_flops("cuda:0 NVIDIA H100 PCIe") == 756e12
+    assert measure.peak_flops("cuda:0 NVIDIA H200") == 989e12
+    assert measure.peak_flops("cuda:0 NVIDIA L40S") == 362e12 and measure.peak_flops("cuda:0 NVIDIA L4") == 121e12
+    assert measure.peak_flops("cuda:0 NVIDIA A100-SXM4-80GB") == 312e12
+    assert math.isnan(measure.peak_flops("cpu (2 cores)")) and math.isnan(measure.peak_flops("cuda:0 Mystery GPU"))
+    monkeypatch.setenv("HARNESS_PEAK_TFLOPS", "100")
+    assert measure.peak_flops("cuda:0 Mystery GPU") == 100e12
+    # 10,000 tokens/s x 6e9 FLOPs/token = 6e13 FLOP/s of a 1e14 peak
+    assert measure.mfu(10_000, 6e9, 1e14) == pytest.approx(0.6)
+    assert math.isnan(measure.mfu(10_000, 6e9, math.nan))
+
+
+# --------------------------------------------------------------------------- forgetting
+
+
+def _probe_batches(tok) -> list[dict]:
+    texts = ["The river flows to the sea.", "Bread is baked in an oven at home.", "Stars shine at night.",
+             "A library lends books to readers.", "Mountains are cold at the top."]
+    rows = [{"input_ids": tok(t)["input_ids"]} for t in texts]
+    return [data.collate(rows[:3], tok.pad_token_id), data.collate(rows[3:], tok.pad_token_id)]
+
+
+STARTS_AT_BASE = [(n, t) for n, m in sorted(all_methods().items()) for t in sorted(m.task_types) if SPECS[n].starts_at_base]
+
+
+@pytest.mark.parametrize("name,task_type", STARTS_AT_BASE)
+def test_forgetting_of_an_untrained_adapter_is_zero(name, task_type):
+    base, tok = tiny.base_model(task_type)
+    batches = _probe_batches(tok)
+    before = measure.probe_signal(base, batches, task_type, tiny.CPU)
+    model, *_ = tiny.build(task_type, name, rank=SPECS[name].rank, settings=SPECS[name].settings)
+    after = measure.probe_signal(model, batches, task_type, tiny.CPU)
+    assert measure.forgetting(before, after, task_type) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_the_before_taken_on_the_base_equals_the_trained_model_with_its_adapter_disabled():
+    """Forgetting's "before" is measured on the base before the method is applied: for an
+    adapter that is exactly the trained model with the adapter disabled, logits shifted, same tokens."""
+    base, tok = tiny.base_model("causal_lm")
+    batches = _probe_batches(tok)
+    before = measure.probe_signal(base, batches, "causal_lm", tiny.CPU)
+    model, tok, *_ = tiny.build("causal_lm", "lora", rank=4)
+    tiny.run_steps(model, tok, "causal_lm", steps=5, lr=5e-2)
+    after = measure.probe_signal(model, batches, "causal_lm", tiny.CPU)
+    with model.disable_adapter():
+        disabled = measure.probe_signal(model, batches, "causal_lm", tiny.CPU)
+    assert float(disabled) == pytest.approx(float(before), abs=1e-6)
+    assert abs(measure.forgetting(before, after, "causal_lm")) > 1e-4  # training moved it
+
+
+def test_causal_forgetting_is_the_shifted_token_cross_entropy():
+    base, tok = tiny.base_model("causal_lm")
+    batches = _probe_batches(tok)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for b in batches:
+            logits = base(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+            for row in range(len(b["input_ids"])):
+                n = int(b["attention_mask"][row].sum())
+                logp = torch.log_softmax(logits[row, : n - 1].double(), -1)
+                total -= float(logp.gather(1, b["input_ids"][row, 1:n, None]).sum())
+                count += n - 1
+    assert float(measure.probe_signal(base, batches, "causal_lm", tiny.CPU)) == pytest.approx(total / count, rel=1e-5)
+
+
+# --------------------------------------------------------------------------- model fingerprint
+
+
+def test_model_fingerprint_follows_the_files(tmp_path):
+    src = models.locate(tiny.TINY["seq_cls"]).source
+    copy = tmp_path / "model"
+    shutil.copytree(src, copy)
+    fp = models.fingerprint(models.Location(str(copy)))
+    assert fp == models.fingerprint(models.Location(src)) and len(fp) == 16  # content, not the path
+    weights = copy / "model.safetensors"
+    raw = bytearray(weights.read_bytes())
+    raw[-1] ^= 1
+    weights.write_bytes(bytes(raw))
+    assert models.fingerprint(models.Location(str(copy))) != fp
+    (copy / "one.gguf").write_bytes(b"GGUF one")
+    (copy / "two.gguf").write_bytes(b"GGUF two")
+    one = models.fingerprint(models.Location(str(copy), gguf_file="one.gguf"))
+    assert one != models.fingerprint(models.Location(str(copy), gguf_file="two.gguf"))
+    (copy / "config.json").write_text("{}")
+    assert models.fingerprint(models.Location(str(copy), gguf_file="one.gguf")) == one  # only the GGUF file counts
+    assert models.fingerprint(models.Location("some-org/not-cached")).startswith("hub:some-org/not-cached@")
