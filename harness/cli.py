@@ -1,8 +1,9 @@
 """Command line: `python -m harness run|worker|validate|report|methods`.
 
 Exit codes: 0 all good; 1 some trials failed (the rest ran and are reported; run the
-same command again to retry them); 2 the suite or a command-line option is invalid
-(nothing was trained and nothing was written to MLflow).
+same command again to retry them), or `report --compare` found a regression; 2 the
+suite or a command-line option is invalid (nothing was trained and nothing was
+written to MLflow).
 """
 from __future__ import annotations
 
@@ -139,10 +140,10 @@ def _schedule(args, final: bool) -> int:
         if final:  # whatever happened, the report shows what was recorded and the parent run is closed
             out_dir = _results_dir(args, suite)
             board = _write_report(suite, cells, uri, out_dir)
-            track.finish_invocation(inv, status, {"wall_time_s": time.perf_counter() - t0},
-                                    {"report": str(board), "report/data": str(out_dir / "runs.csv")})
+            track.log_report(uri, inv.parent_run_id, out_dir)
+            track.finish_invocation(inv, status, {"wall_time_s": time.perf_counter() - t0})
         elif prog is not None:  # a worker reopened the parent run; the queue is empty, so close it again
-            track.finish_invocation(inv, status, {}, {})
+            track.finish_invocation(inv, status, {})
     wall = time.perf_counter() - t0
     if final:
         print()
@@ -165,13 +166,43 @@ def _stop_workers(procs: dict, grace_s: float = 30.0) -> None:
 
 
 def cmd_report(args) -> int:
-    from harness import track
+    from harness import compare, track
 
     suite, cells = validate_suite(args.suite)
+    tolerance = None
+    if args.compare:
+        if not Path(args.compare).is_file():
+            raise SuiteError(args.compare, "--compare", "a runs.csv written by `harness report`", args.compare,
+                             "pass the path of a committed results/<suite>/runs.csv")
+        try:
+            tolerance = compare.parse_tolerance(args.tolerance)
+        except ValueError as exc:
+            raise SuiteError("<command line>", "--tolerance", "a percentage (5%) or an absolute number (0.02)",
+                             args.tolerance, str(exc)) from None
     uri = track.resolve_tracking_uri(args.tracking_uri)
-    board = _write_report(suite, cells, uri, _results_dir(args, suite))
+    out_dir = _results_dir(args, suite)
+    board = _write_report(suite, cells, uri, out_dir)
+    parent = track.latest_parent(uri, suite.name)
+    if parent:
+        track.log_report(uri, parent, out_dir)
     print(board.read_text())
     print(f"written: {board}")
+    if tolerance is None:
+        return 0
+    from harness.metrics import METRICS
+
+    higher = {t.name: METRICS[t.metric].higher_is_better if t.metric in METRICS else True for t in suite.tasks}
+    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    result = compare.compare_runs(out_dir / "runs.csv", Path(args.compare), tolerance, metrics, higher)
+    print(f"\ncompared with {args.compare} (tolerance {tolerance}, metrics: {', '.join(metrics)}):")
+    for line in result.lines:
+        print(f"  {line}")
+    for line in result.regressions:
+        print(f"  REGRESSION {line}")
+    if result.regressions:
+        print(f"{len(result.regressions)} regression(s) against {args.compare}", file=sys.stderr)
+        return 1
+    print("no regression")
     return 0
 
 
@@ -223,6 +254,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("suite")
     rep.add_argument("--tracking-uri", **tracking)
     rep.add_argument("--results", default="results")
+    rep.add_argument("--compare", default=None, metavar="REF.csv",
+                     help="a reference runs.csv: exit 1 naming every configuration that got worse")
+    rep.add_argument("--tolerance", default="5%", help="how much worse counts as noise: 5%% (relative, default) or 0.02")
+    rep.add_argument("--metrics", default="test_score",
+                     help="comma-separated runs.csv columns to compare (default test_score; e.g. test_score,peak_memory_mb)")
     rep.set_defaults(fn=cmd_report)
     m = sub.add_parser("methods", help="list registered methods and what each supports")
     m.set_defaults(fn=cmd_methods)

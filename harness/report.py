@@ -1,19 +1,25 @@
 """The report: MLflow runs -> the comparison tables a user reads and cites.
 
-`write_report` writes two files into `results/<suite>/`:
+`write_report` writes into `results/<suite>/`:
 
-- `leaderboard.md`: per task, one row per method x rank x quant, best test score
-  first (in bold).  Every number is the mean over the configuration's finished seeds;
-  `n` says how many there were and `± sd` how much they disagreed.  In a column
-  header, ↑ means higher is better and ↓ lower is better.  Under each table, "Not
-  comparable" lists what has no row or is missing seeds: configurations a method
-  cannot do (n/a, with the reason), failed, diverged or killed runs (with their
-  error) and cells not run yet.  A "Provenance" footer says which suite version,
-  commit, package versions and devices produced the numbers.
+- `leaderboard.md`: an overall table (each configuration's mean rank over the tasks,
+  `harness.stats.mean_ranks`), then per task: a quality and training-cost table (one
+  row per method x rank x quant, best mean test score first), an inference-cost table
+  (latency, overhead, adapter load/switch; same rows), the task's plots, and "Not
+  comparable": configurations a method cannot do (n/a, with the reason), failed,
+  diverged or killed runs (with their error) and cells not run yet.  Every number is
+  the mean over the configuration's finished seeds (`n`); with two or more seeds the
+  test score carries the half-width of its 95% Student-t interval and `vs best`
+  marks (Welch's t-test, α = 0.05) the rows that cannot be told from the best one;
+  those are bold with it.  ↑ means higher is better, ↓ lower.  A "Provenance"
+  footer names the suite version, model / data / probe fingerprints, commit, package
+  versions, devices and dates of the runs shown.
+- `plots/<task>-pareto.png` and `plots/<task>-rank.png` (`harness.plots`), embedded.
 - `runs.csv`: one row per cell (task x method x rank x quant x seed) in grid order,
-  with the run chosen for it, its status, error and every measurement, plus `trials`
+  with the run chosen for it, its `config` label (the leaderboard row, the same on
+  every task), status, error, every measurement and provenance tag, plus `trials`
   (how many of the cell's trials finished), the chosen run's `search_values` and its
-  `oom_retries`.
+  `oom_retries`.  `harness.compare` checks one runs.csv against another.
 
 With a hyperparameter search (`search.trials` > 1 or a non-empty search space) each
 cell has several trial runs.  The leaderboard then says so under each task heading
@@ -46,15 +52,25 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
+from harness import stats
 from harness.grid import Cell
 from harness.suite import Suite
 
-METRIC_COLUMNS: tuple[str, ...] = ("trainable_params", "trainable_frac", "peak_memory_mb", "tokens_per_s", "train_time_s",
-                                   "val_score", "test_score", "forgetting", "adapter_bytes")
-RUN_COLUMNS: tuple[str, ...] = ("cell_id", "task", "method", "rank", "quant", "seed", "status", "error", "run_id",
-                                *METRIC_COLUMNS, "memory_kind", "device", "trials", "search_values", "oom_retries")
+METRIC_COLUMNS: tuple[str, ...] = (
+    "val_score", "test_score", "forgetting", "trainable_params", "trainable_frac", "adapter_bytes",
+    "peak_memory_mb", "peak_reserved_mb", "eval_peak_memory_mb", "eval_peak_reserved_mb",
+    "tokens_per_s", "train_time_s", "flops_per_token", "mfu",
+    "latency_base_ms", "latency_ms", "latency_overhead", "latency_merged_ms", "latency_overhead_merged",
+    "adapter_load_ms", "adapter_switch_ms")
+RUN_COLUMNS: tuple[str, ...] = ("cell_id", "task", "method", "rank", "quant", "seed", "status", "error", "run_id", "config",
+                                *METRIC_COLUMNS, "memory_kind", "device", "trials", "search_values", "oom_retries",
+                                "merge", "model_fingerprint", "data_fingerprint", "git_commit")
+TAG_COLUMNS = ("memory_kind", "device", "search_values", "merge", "model_fingerprint", "data_fingerprint", "git_commit")
 
 UP, DOWN, DASH = "↑", "↓", "–"
+SAME, ALPHA = "≈", 0.05  # the significance mark and Welch's test level
+PLOT_TITLES = {"pareto": "score vs peak memory, trainable parameters and tokens/s, Pareto front marked",
+               "rank": "score vs rank per method"}
 MEMORY_KINDS = {
     "cuda_allocated": "GPU memory held by tensors (torch.cuda.max_memory_allocated) during training; "
                       "the reserved peak is in MLflow as peak_reserved_mb",
@@ -156,11 +172,13 @@ def select_runs(cells: list[Cell], runs: pd.DataFrame, higher_by_task: Mapping[s
                     "run_id": _text(run.get("run_id"))}
         run = run or {}
         row |= {m: _number(run.get(m)) for m in METRIC_COLUMNS}
-        row |= {"memory_kind": _text(run.get("memory_kind")), "device": _text(run.get("device")),
-                "trials": _finished_trials(group) if group is not None else 0,
-                "search_values": _text(run.get("search_values")), "oom_retries": _int_or_na(run.get("oom_retries"))}
+        row |= {t: _text(run.get(t)) for t in TAG_COLUMNS}
+        row |= {"trials": _finished_trials(group) if group is not None else 0, "oom_retries": _int_or_na(run.get("oom_retries"))}
         rows.append(row)
     out = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
+    out["config"] = out["config"].astype(object)
+    for config in _configs(cells, out):
+        out.loc[config.rows.index, "config"] = config.label
     out["rank"] = pd.array([r["rank"] for r in rows], dtype="Int64")  # 4, not 4.0, in the CSV
     out["seed"] = pd.array([r["seed"] for r in rows], dtype="Int64")
     out["trials"] = pd.array([r["trials"] for r in rows], dtype="Int64")
@@ -231,6 +249,21 @@ class _Config:
     def name(self) -> str:
         rank = f" rank {self.rank}" if self.cells[0].rank is not None else ""
         return f"`{self.method}`{rank}, quant {self.quant}"
+
+    @property
+    def label(self) -> str:
+        """Short and the same on every task: `lora r8 nf4`, `full`, `lora r4 (lr=0.001)`."""
+        c = self.cells[0]
+        rank = f" r{c.rank}" if c.rank is not None else ""
+        quant = f" {c.quant}" if c.quant != "none" else ""
+        return f"{c.method}{rank}{quant}" + (f" {self.label_extra}" if self.label_extra else "")
+
+    def scores(self) -> list[float]:
+        """The finished seeds' test scores (one per seed: with a search, each seed's best trial)."""
+        return [float(x) for x in self.finished["test_score"].dropna()]
+
+    def summary(self) -> stats.Summary:
+        return stats.summarize(self.scores())
 
     @property
     def finished(self) -> pd.DataFrame:
@@ -475,9 +508,96 @@ def _pareto_section(configs: list[_Config], prepared: pd.DataFrame, metric: str,
     return lines, {_text(trials["run_id"].iloc[i]) for i in front if "run_id" in trials.columns}
 
 
+def _ranked(configs: list[_Config], better: bool) -> list[_Config]:
+    """Configurations with a finished seed, best mean test score first; no score last; ties in grid order."""
+    scored = [c for c in configs if len(c.finished)]
+    return sorted(scored, key=lambda c: (math.isnan(c.mean("test_score")),
+                                         -c.mean("test_score") if better else c.mean("test_score")))
+
+
+def _versus_best(config: _Config, best: _Config) -> str:
+    """The significance mark: `best`, `≈` (Welch cannot tell it from the best) or `worse`, with p."""
+    if config is best:
+        return "best"
+    same = stats.same_as_best(best.scores(), config.scores(), ALPHA)
+    if same is None:
+        return DASH
+    return f"{SAME if same else 'worse'} (p={_sig(stats.welch(best.scores(), config.scores()).p, 2)})"
+
+
+def _seeds_note(configs: list[_Config], metric: str) -> str:
+    ns = sorted({len(c.scores()) for c in configs})
+    if ns and ns[-1] >= 2:
+        return (f"_Test {metric} is the mean over the row's `n` finished seeds ± the half-width of its 95% Student-t "
+                f"interval.  `vs best`: Welch's two-sided t-test of the row's seed scores against the best row's; "
+                f"`{SAME}` means not significantly different from the best at α = {ALPHA} (bold), `worse` means "
+                f"significantly worse; rows with one seed cannot be tested (–)._")
+    return (f"_One seed per row: plain numbers, without an interval or a significance test (list more "
+            f"`training.seeds` in the suite for both)._")
+
+
+def _quality_table(configs: list[_Config], metric: str, better: bool, searched: bool, cells_space: list[str]) -> list[str]:
+    best = configs[0]
+    tested = any(len(c.scores()) >= 2 for c in configs)
+    note, mixed = _memory_note(configs)
+    gpu = any(c.finished["mfu"].notna().any() for c in configs)
+    headers = ["method", "rank", "quant", f"test {metric} {_arrow(better)}", "± 95% CI", "vs best", "n", f"val {metric}",
+               f"forgetting {DOWN}", f"trainable % {DOWN}", "trainable params", f"peak memory (MB) {DOWN} †",
+               f"eval peak memory (MB) {DOWN}", f"tokens/s {UP}"] + ([f"MFU (%) {UP}"] if gpu else []) + [
+               "train time (s)", f"adapter size (MB) {DOWN}"]
+    if not tested:
+        headers.remove("± 95% CI")
+        headers.remove("vs best")
+    if searched:
+        headers += ["trials", "best hyperparameters"]
+    body = []
+    for c in configs:
+        summary, mark = c.summary(), _versus_best(c, best)
+        score = _fixed(summary.mean, 3)
+        bold = score != DASH and (c is best or mark.startswith(SAME))
+        row = [c.method, c.rank, c.quant, f"**{score}**" if bold else score]
+        if tested:
+            row += [_fixed(summary.half_width, 3), mark]
+        row += [str(len(c.finished)), _fixed(c.mean("val_score"), 3), _sig(c.mean("forgetting"), 4),
+                _sig(100 * c.mean("trainable_frac"), 3), _integer(c.mean("trainable_params")), _memory_cell(c, mixed),
+                _integer(c.mean("eval_peak_memory_mb")), _integer(c.mean("tokens_per_s"))]
+        if gpu:
+            row.append(_sig(100 * c.mean("mfu"), 3))
+        row += [_sig(c.mean("train_time_s"), 3), _sig(c.mean("adapter_bytes") / 1e6, 3)]
+        if searched:
+            row += [_trials_cell(c), _hyperparameters(c.finished["search_values"], cells_space)]
+        body.append(row)
+    return _table(headers, body) + (["", note] if note else [])
+
+
+def _inference_table(configs: list[_Config]) -> list[str]:
+    """Latency and adapter load/switch, same row order as the quality table."""
+    headers = ["method", "rank", "quant", f"latency (ms/sample) {DOWN}", f"overhead (×) {DOWN}",
+               f"merged latency (ms/sample) {DOWN}", f"merged overhead (×) {DOWN}", f"adapter load (ms) {DOWN}",
+               f"adapter switch (ms) {DOWN}"]
+    body = []
+    for c in configs:
+        merged = _sig(c.mean("latency_merged_ms"), 3)
+        if merged == DASH:
+            reasons = _distinct(c.finished["merge"]) if "merge" in c.finished.columns else []
+            merged = f"n/a: {reasons[0]}" if reasons else DASH
+        body.append([c.method, c.rank, c.quant, _sig(c.mean("latency_ms"), 3), _fixed(c.mean("latency_overhead"), 2),
+                     merged, _fixed(c.mean("latency_overhead_merged"), 2), _sig(c.mean("adapter_load_ms"), 3),
+                     _sig(c.mean("adapter_switch_ms"), 3)])
+    base = stats.summarize(x for c in configs for x in c.finished["latency_base_ms"].dropna())
+    note = (f"_Latency: one forward pass per sample at batch size 1 over the first test examples, mean of the row's "
+            f"seeds; the base model takes {_sig(base.mean, 3)} ms/sample on the same workers.  Overhead = adapted "
+            f"(or merged) latency / the base model's latency measured in the same trial.  Adapter load: read one "
+            f"task's stored weights from disk onto the base already in memory; switch: make another task's weights "
+            f"active (see the README's definitions)._")
+    return _table(headers, body) + ["", note]
+
+
 def _task_section(suite: Suite, task, configs: list[_Config], higher: bool | None, searched: bool = False,
-                  pareto: pd.DataFrame | None = None) -> tuple[list[str], set]:
-    """The task's lines, and the run ids of the Pareto front's trials (when `pareto` holds the runs)."""
+                  pareto: pd.DataFrame | None = None, plots: Mapping[str, str] | None = None) -> tuple[list[str], set]:
+    """The task's lines, and the run ids of the Pareto front's trials (when `pareto` holds the runs).
+
+    `plots`: kind -> path relative to the leaderboard, embedded under the tables."""
     metric = task.metric
     better = True if higher is None else higher
     lines = [f"## {task.name} ({metric})", ""]
@@ -485,35 +605,16 @@ def _task_section(suite: Suite, task, configs: list[_Config], higher: bool | Non
         lines += [f"_The direction of `{metric}` is unknown to the harness: sorted as if higher is better._", ""]
     if searched:
         lines += [_search_note([c for config in configs for c in config.cells]), ""]
-    scored = [c for c in configs if len(c.finished)]
-    # Best first; configurations without a test score last; ties keep grid order (sorted is stable).
-    scored.sort(key=lambda c: (math.isnan(c.mean("test_score")), -c.mean("test_score") if better else c.mean("test_score")))
+    scored = _ranked(configs, better)
     if scored:
-        best = _fixed(scored[0].mean("test_score"), 3)
-        note, mixed = _memory_note(scored)
-        headers = ["method", "rank", "quant", f"test {metric} {_arrow(better)}", "± sd", f"val {metric}",
-                   f"forgetting {DOWN}", f"trainable % {DOWN}", "trainable params", f"peak memory (MB) {DOWN} †",
-                   f"tokens/s {UP}", "train time (s)", f"adapter size (MB) {DOWN}", "n"]
-        if searched:
-            headers += ["trials", "best hyperparameters"]
         space = _space_names(c for config in configs for c in config.cells)
-        body = []
-        for c in scored:
-            score = _fixed(c.mean("test_score"), 3)
-            body.append([
-                c.method, c.rank, c.quant, f"**{score}**" if score == best and score != DASH else score,
-                _fixed(c.sd("test_score"), 3), _fixed(c.mean("val_score"), 3), _sig(c.mean("forgetting"), 4),
-                _sig(100 * c.mean("trainable_frac"), 3), _integer(c.mean("trainable_params")), _memory_cell(c, mixed),
-                _integer(c.mean("tokens_per_s")), _sig(c.mean("train_time_s"), 3), _sig(c.mean("adapter_bytes") / 1e6, 3),
-                str(len(c.finished)),
-            ])
-            if searched:
-                body[-1] += [_trials_cell(c), _hyperparameters(c.finished["search_values"], space)]
-        lines += _table(headers, body)
-        if note:
-            lines += ["", note]
+        lines += [_seeds_note(scored, metric), ""]
+        lines += _quality_table(scored, metric, better, searched, space)
+        lines += ["", f"### Inference cost ({task.name})", "", *_inference_table(scored)]
     else:
         lines.append("_No finished runs for this task yet._")
+    for kind, path in (plots or {}).items():
+        lines += ["", f"![{task.name}: {PLOT_TITLES[kind]}]({path})"]
     shown: set = set()
     if pareto is not None:
         front, shown = _pareto_section(configs, pareto, metric, better)
@@ -522,6 +623,63 @@ def _task_section(suite: Suite, task, configs: list[_Config], higher: bool | Non
     if issues:
         lines += ["", "**Not comparable** (no row, or fewer seeds in `n`):", "", *issues]
     return lines + [""], shown
+
+
+def _overall_section(suite: Suite, configs: list[_Config], higher_by_task: Mapping[str, bool]) -> list[str]:
+    """One row per configuration across tasks: its mean rank (1 = best test score on a task)."""
+    per_task: dict[str, dict[str, float]] = {}
+    rows: dict[str, _Config] = {}
+    for c in configs:
+        rows.setdefault(c.label, c)
+        if len(c.finished):
+            per_task.setdefault(c.cells[0].task, {})[c.label] = c.mean("test_score")
+    ranks = {task: stats.average_ranks(scores, higher_by_task.get(task, True)) for task, scores in per_task.items()}
+    means = stats.mean_ranks(per_task, higher_by_task)
+    if not means:
+        return []
+    tasks = [t.name for t in suite.tasks]
+    order = sorted(means, key=lambda label: (-means[label][1], means[label][0]))
+    headers = ["method", "rank", "quant", f"mean rank {DOWN}", "tasks"] + [f"{t} (rank)" for t in tasks]
+    body = []
+    for label in order:
+        c = rows[label]
+        mean, n = means[label]
+        body.append([c.method, c.rank, c.quant, _fixed(mean, 2), f"{n}/{len(tasks)}"]
+                    + [_fixed(ranks.get(t, {}).get(label, math.nan), 1) for t in tasks])
+    return ["## Overall: mean rank over tasks", "",
+            "_Per task, configurations are ranked by mean test score (1 = best; ties share the average rank); this "
+            "table averages each configuration's ranks over the tasks it finished.  Rows that finished fewer tasks "
+            "come last.  Significance is per task, in the tables below._", "", *_table(headers, body), ""]
+
+
+def _plot_points(configs: list[_Config]) -> list:
+    from harness.plots import PlotPoint
+
+    points = []
+    for c in configs:
+        summary = c.summary()
+        points.append(PlotPoint(label=c.label, method=c.cells[0].method, rank=c.cells[0].rank, quant=c.quant,
+                                score=summary.mean, score_err=summary.half_width, peak_memory_mb=c.mean("peak_memory_mb"),
+                                trainable_params=c.mean("trainable_params"), tokens_per_s=c.mean("tokens_per_s")))
+    return points
+
+
+def write_plots(suite: Suite, configs: list[_Config], higher_by_task: Mapping[str, bool],
+                out_dir: Path) -> dict[str, dict[str, str]]:
+    """Each task's PNG plots under out_dir/plots; task -> kind -> path relative to out_dir."""
+    from harness.plots import write_task_plots
+
+    written: dict[str, dict[str, str]] = {}
+    for task in suite.tasks:
+        mine = _ranked([c for c in configs if c.cells[0].task == task.name], higher_by_task.get(task.name, True))
+        if not mine:
+            continue
+        kinds = sorted({k for c in mine for k in c.finished["memory_kind"].dropna()})
+        memory = f"peak training memory (MB{', ' + kinds[0] if len(kinds) == 1 else ''})"
+        paths = write_task_plots(task.name, f"test {task.metric}", higher_by_task.get(task.name, True),
+                                 _plot_points(mine), out_dir / "plots", memory_label=memory)
+        written[task.name] = {kind: path.relative_to(out_dir).as_posix() for kind, path in paths.items()}
+    return written
 
 
 def _distinct(values: Iterable[Any]) -> list[str]:
@@ -558,8 +716,13 @@ def _provenance(suite: Suite, used: pd.DataFrame) -> list[str]:
         lines.append("- packages: unknown")
     lines.append(f"- device: {show(values('device'))}")
     models = values("model")
-    if models and models != [suite.model.describe()]:
-        lines.append(f"- model recorded by the runs: {show(models)}")
+    lines.append(f"- model: {show(models or [suite.model.describe()])}, fingerprint {show(values('model_fingerprint'))}")
+    if "data_fingerprint" in used.columns and "task" in used.columns:
+        per_task = [f"{t} {show(_distinct(used.loc[used['task'] == t, 'data_fingerprint']))}" for t in _distinct(used["task"])]
+        lines.append("- data fingerprints: " + "; ".join(per_task))
+    else:
+        lines.append("- data fingerprints: unknown")
+    lines.append(f"- forgetting probe fingerprint: {show(values('probe_fingerprint'))}")
     started = pd.to_numeric(used["start_time"], errors="coerce").dropna() if "start_time" in used.columns else pd.Series()
     if len(started):
         first, last = (datetime.fromtimestamp(t / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M") for t in
@@ -569,9 +732,11 @@ def _provenance(suite: Suite, used: pd.DataFrame) -> list[str]:
     return lines
 
 
-def build_leaderboard(suite: Suite, cells: list[Cell], runs: pd.DataFrame,
-                      metric_higher_is_better: dict[str, bool]) -> str:
-    """The leaderboard as markdown: header, one section per task, provenance footer."""
+def build_leaderboard(suite: Suite, cells: list[Cell], runs: pd.DataFrame, metric_higher_is_better: dict[str, bool],
+                      out_dir: Path | None = None) -> str:
+    """The leaderboard as markdown: header, overall ranks, one section per task, provenance footer.
+
+    With `out_dir`, each task's plots are written under out_dir/plots and embedded."""
     higher_by_task = _higher_by_task(suite, metric_higher_is_better)
     selected = select_runs(cells, runs, higher_by_task)
     searched = _searched(suite, cells)
@@ -584,16 +749,20 @@ def build_leaderboard(suite: Suite, cells: list[Cell], runs: pd.DataFrame,
         f"Model: `{suite.model.describe()}` · task type: {suite.task_type} · "
         f"{n_seeds} seed{'s' if n_seeds != 1 else ''} per configuration",
         "",
-        f"How to read: one row per method × rank × quant, best test score first and in **bold**; {UP} higher is "
-        f"better, {DOWN} lower is better; numbers are means over the `n` finished seeds (± sd across them); "
-        f"every run is in `runs.csv` next to this file.",
+        f"How to read: per task, one row per method × rank × quant, best mean test score first; {UP} higher is "
+        f"better, {DOWN} lower is better; bold marks the best row and those not significantly different from it; "
+        f"costs are means over the `n` finished seeds; failed and n/a configurations are listed under each task "
+        f"with the reason; every run is in `runs.csv` next to this file, and every definition is in the README.",
         "",
     ]
     configs = _configs(cells, selected)
+    plots = write_plots(suite, configs, higher_by_task, Path(out_dir)) if out_dir is not None else {}
+    lines += _overall_section(suite, configs, higher_by_task)
     front_ids: set = set()
     for task in suite.tasks:
         mine = [c for c in configs if c.cells[0].task == task.name]
-        section, shown = _task_section(suite, task, mine, metric_higher_is_better.get(task.metric), searched, pareto)
+        section, shown = _task_section(suite, task, mine, metric_higher_is_better.get(task.metric), searched, pareto,
+                                       plots.get(task.name))
         lines += section
         front_ids |= shown
     used_ids = set(selected["run_id"].dropna()) | front_ids
@@ -604,11 +773,14 @@ def build_leaderboard(suite: Suite, cells: list[Cell], runs: pd.DataFrame,
 
 def write_report(suite: Suite, cells: list[Cell], runs: pd.DataFrame, out_dir: Path,
                  metric_higher_is_better: dict[str, bool]) -> Path:
-    """Write out_dir/runs.csv and out_dir/leaderboard.md; returns the leaderboard's path."""
+    """Write out_dir/runs.csv, out_dir/leaderboard.md and out_dir/plots/*.png; returns the leaderboard's path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = runs if runs is not None else pd.DataFrame()
     select_runs(cells, runs, _higher_by_task(suite, metric_higher_is_better)).to_csv(out_dir / "runs.csv", index=False)
+    plots = out_dir / "plots"
+    for old in plots.glob("*.png"):  # plots of tasks or kinds no longer in the suite must not linger
+        old.unlink()
     board = out_dir / "leaderboard.md"
-    board.write_text(build_leaderboard(suite, cells, runs, metric_higher_is_better), encoding="utf-8")
+    board.write_text(build_leaderboard(suite, cells, runs, metric_higher_is_better, out_dir), encoding="utf-8")
     return board

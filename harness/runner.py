@@ -7,6 +7,7 @@ worker is the isolation boundary (one per device).  Peak memory is reset per tri
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import subprocess
 import tempfile
@@ -156,7 +157,7 @@ def _free_accelerator_memory() -> None:
 
 def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple[dict, dict]:
     from harness import data as data_mod
-    from harness import measure, models, probe
+    from harness import inference, measure, models, probe
     from harness.train import evaluate, seed_everything, train
     from methods import ApplyContext, get_method
 
@@ -177,7 +178,10 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
 
     model = models.load_model(location, suite.task_type, cell.quant, task_data.label_names, device)
     model.config.pad_token_id = tokenizer.pad_token_id
-    before = measure.probe_signal(model, probe_batches, suite.task_type, device)  # the base, before any method
+    pad = tokenizer.pad_token_id
+    # the base, before any method: forgetting's "before" and the latency baseline
+    before = measure.probe_signal(model, probe_batches, suite.task_type, device)
+    latency_base = inference.latency_ms(model, test_ex, pad, device)
 
     ctx = ApplyContext(task_type=suite.task_type, model_type=model.config.model_type, quant=cell.quant,
                        head_names=models.head_names(model, suite.task_type), total_steps=cfg.steps)
@@ -190,29 +194,54 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
         track.log_metrics(uri, run_id, {"train_loss": loss}, step=step)
 
     with measure.PeakMemory(device) as mem:
-        stats = train(model, train_ex, cfg, cell.seed, tokenizer.pad_token_id, device, on_step=method.on_step, progress=progress)
-    val_score = evaluate(model, val_ex, suite.task_type, task.metric, task_data.label_names, tokenizer, cfg, device)
-    test_score = evaluate(model, test_ex, suite.task_type, task.metric, task_data.label_names, tokenizer, cfg, device)
-    after = measure.probe_signal(model, probe_batches, suite.task_type, device)
+        stats = train(model, train_ex, cfg, cell.seed, pad, device, on_step=method.on_step, progress=progress)
+    seq_len = sum(len(e["input_ids"]) for e in train_ex) / len(train_ex)
+    flops = measure.flops_per_token(model, seq_len)
+    with measure.PeakMemory(device) as eval_mem:
+        val_score = evaluate(model, val_ex, suite.task_type, task.metric, task_data.label_names, tokenizer, cfg, device)
+        test_score = evaluate(model, test_ex, suite.task_type, task.metric, task_data.label_names, tokenizer, cfg, device)
+        after = measure.probe_signal(model, probe_batches, suite.task_type, device)
+    latency = inference.latency_ms(model, test_ex, pad, device)
 
+    tags: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         if method.save is not None:
             method.save(model, tmp)
             track.log_artifacts(uri, run_id, tmp, "adapter")
         adapter_bytes = method.stored_bytes(model) if method.stored_bytes else measure.directory_bytes(tmp)
+        try:
+            swap = inference.swap_times(method, model, tmp if method.save is not None else None, device)
+            swap_metrics = {"adapter_load_ms": swap.load_ms, "adapter_switch_ms": swap.switch_ms}
+            tags["adapter_switch"] = swap.how
+        except Exception as exc:  # noqa: BLE001 - a cost we could not measure is n/a, not a failed trial
+            swap_metrics = {}
+            tags["adapter_switch_error"] = f"{type(exc).__name__}: {exc}"[:500]
+    merged, merge_reason = inference.try_merge(method, model)  # last: merging may change the model in place
+    latency_merged = inference.latency_ms(merged, test_ex, pad, device) if merged is not None else math.nan
+    if merge_reason:
+        tags["merge"] = merge_reason
 
     metrics = {
         "trainable_params": trainable, "trainable_frac": trainable / total,
-        "peak_memory_mb": mem.peak_mb, "tokens_per_s": stats.tokens_per_s, "train_time_s": stats.train_time_s,
+        "peak_memory_mb": mem.peak_mb, "eval_peak_memory_mb": eval_mem.peak_mb,
+        "tokens_per_s": stats.tokens_per_s, "train_time_s": stats.train_time_s, "flops_per_token": flops,
         "val_score": val_score, "test_score": test_score,
         "forgetting": measure.forgetting(before, after, suite.task_type), "adapter_bytes": adapter_bytes,
+        "latency_base_ms": latency_base, "latency_ms": latency, "latency_overhead": latency / latency_base,
+        **swap_metrics,
     }
+    if merged is not None:
+        metrics |= {"latency_merged_ms": latency_merged, "latency_overhead_merged": latency_merged / latency_base}
+    name = device_name(device)
     if device.type == "cuda":
-        metrics["peak_reserved_mb"] = mem.peak_reserved_mb
-    tags = {"memory_kind": mem.kind, "device": device_name(device), "metric": task.metric,
-            "data_fingerprint": task_data.fingerprint, "probe_fingerprint": probe_fp}
+        peak = measure.peak_flops(name)
+        metrics |= {"peak_reserved_mb": mem.peak_reserved_mb, "eval_peak_reserved_mb": eval_mem.peak_reserved_mb}
+        if peak == peak:  # known device
+            metrics["mfu"] = measure.mfu(stats.tokens_per_s, flops, peak)
+    tags |= {"memory_kind": mem.kind, "device": name, "metric": task.metric, "model_fingerprint": models.fingerprint(location),
+             "data_fingerprint": task_data.fingerprint, "probe_fingerprint": probe_fp}
     _log(f"    done: val {task.metric} {val_score:.4f}, test {test_score:.4f}, {stats.tokens_per_s:.0f} tokens/s, "
-         f"peak {mem.peak_mb:.0f} MB ({mem.kind})")
+         f"peak {mem.peak_mb:.0f} MB ({mem.kind}), latency x{latency / latency_base:.2f}")
     return metrics, tags
 
 

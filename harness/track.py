@@ -17,8 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-METRIC_NAMES = ("trainable_params", "trainable_frac", "peak_memory_mb", "tokens_per_s", "train_time_s",
-                "val_score", "test_score", "forgetting", "adapter_bytes")
+METRIC_NAMES = ("trainable_params", "trainable_frac", "peak_memory_mb", "eval_peak_memory_mb", "tokens_per_s",
+                "train_time_s", "flops_per_token", "val_score", "test_score", "forgetting", "adapter_bytes",
+                "latency_base_ms", "latency_ms", "latency_overhead", "adapter_load_ms", "adapter_switch_ms")
 DEFAULT_DB = "mlflow.db"
 
 
@@ -162,11 +163,28 @@ def load_runs(uri: str, suite_name: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def finish_invocation(inv: Invocation, status: str, summary: dict[str, float], files: dict[str, str]) -> None:
-    client = _client(inv.tracking_uri)
+def latest_parent(uri: str, suite_name: str) -> str | None:
+    """The suite's most recent parent run (the study's), where a standalone report logs its files."""
+    client = _client(uri)
+    exp = client.get_experiment_by_name(suite_name)
+    if exp is None:
+        return None
+    runs = client.search_runs([exp.experiment_id], filter_string="tags.kind = 'invocation'", max_results=1,
+                              order_by=["attributes.start_time DESC"])
+    return runs[0].info.run_id if runs else None
+
+
+def log_report(uri: str, parent_run_id: str, out_dir: str | Path) -> None:
+    """The leaderboard, runs.csv and plots into the parent run's `report/` artifacts."""
+    client, out_dir = _client(uri), Path(out_dir)
+    for name in ("leaderboard.md", "runs.csv"):
+        if (out_dir / name).is_file():
+            client.log_artifact(parent_run_id, str(out_dir / name), "report")
+    if (out_dir / "plots").is_dir():
+        client.log_artifacts(parent_run_id, str(out_dir / "plots"), "report/plots")
+
+
+def finish_invocation(inv: Invocation, status: str, summary: dict[str, float]) -> None:
     if summary:
         log_metrics(inv.tracking_uri, inv.parent_run_id, summary)
-    for name, path in files.items():
-        if Path(path).is_file():
-            client.log_artifact(inv.parent_run_id, path, name)
-    client.set_terminated(inv.parent_run_id, status)
+    _client(inv.tracking_uri).set_terminated(inv.parent_run_id, status)

@@ -34,9 +34,11 @@ SUITE = {
 }
 
 
-def _table_rows(markdown: str) -> list[list[str]]:
-    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in markdown.splitlines()
-            if line.startswith("|") and not set(line) <= set("|-: ")]
+def _table_rows(markdown: str, header: str = "test ") -> list[list[str]]:
+    """The first markdown table with a column starting with `header` (default: the task's quality table)."""
+    from tests.test_report import table_rows
+
+    return table_rows(markdown, header)
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +82,19 @@ def test_mlflow_has_one_finished_child_per_cell_with_every_metric(finished_run):
         assert "suite.resolved.json" in {a.path for a in client.list_artifacts(c.info.run_id)}
     parent_files = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     assert {"suite.yaml", "suite.resolved.json", "report"} <= parent_files
+    report_files = {a.path for a in client.list_artifacts(parents[0].info.run_id, "report")}
+    assert {"report/leaderboard.md", "report/runs.csv", "report/plots"} <= report_files
+    plots = {a.path for a in client.list_artifacts(parents[0].info.run_id, "report/plots")}
+    assert plots == {"report/plots/sent-pareto.png", "report/plots/sent-rank.png"}
+    for c in finished:
+        m = c.data.metrics
+        assert m["latency_ms"] > 0 and m["latency_overhead"] == pytest.approx(m["latency_ms"] / m["latency_base_ms"])
+        assert m["adapter_load_ms"] > 0 and m["adapter_switch_ms"] > 0 and m["eval_peak_memory_mb"] > 10
+        assert re.fullmatch(r"[0-9a-f]{16}", c.data.tags["model_fingerprint"])
+        if c.data.params["method"] == "lora":
+            assert m["latency_overhead_merged"] > 0  # lora merges; full fine-tuning has nothing to merge
+        else:
+            assert "latency_merged_ms" not in m and c.data.tags["merge"] == "full cannot merge"
     by_rank = {c.data.params["rank"]: c.data.metrics["trainable_params"] for c in lora if c.data.params["quant"] == "none"}
     # 2 layers x (query, value) x r x (32 + 32), plus the 32x2+2 classifier
     assert by_rank == {"2": 2 * 2 * 2 * 64 + 66, "4": 2 * 2 * 4 * 64 + 66}
@@ -96,6 +111,15 @@ def test_leaderboard_rows_and_numbers(finished_run):
     assert all(r[col["n"]] == "2" for r in body)
     assert "n/a" in board and "full does not support quant nf4" in board
     assert "no_such_layer" in board  # the failed cell's reason
+    assert "![sent: score vs peak memory" in board and "(plots/sent-pareto.png)" in board and "(plots/sent-rank.png)" in board
+    assert (tmp / "results" / "tiny-e2e" / "plots" / "sent-pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    footer = board.split("## Provenance")[1]
+    assert re.search(r"- model: `tiny[^`]*`, fingerprint `[0-9a-f]{16}`", footer)
+    assert re.search(r"- data fingerprints: sent `[0-9a-f]{16}`", footer) and "git commit:" in footer
+    inference = _table_rows(board, "latency")
+    assert len(inference) == 5 and inference[0][3] == "latency (ms/sample) ↓"
+    overall = _table_rows(board, "mean rank")
+    assert len(overall) == 5 and all(r[4] == "1/1" and r[3] == f"{float(r[5]):.2f}" for r in overall[1:])  # one task
 
     runs = pd.read_csv(tmp / "results" / "tiny-e2e" / "runs.csv")
     assert len(runs) == 12 and (runs["status"] == "FINISHED").sum() == 8
@@ -117,6 +141,31 @@ def test_report_rebuilds_the_same_tables(finished_run, capsys):
     assert main(["report", str(suite), "--tracking-uri", uri, "--results", str(tmp / "results")]) == 0
     assert _table_rows(path.read_text()) == _table_rows(first)
     assert "tiny-e2e leaderboard" in capsys.readouterr().out
+
+
+def test_report_compare_names_a_regression(finished_run, capsys, tmp_path):
+    tmp, suite, uri, _ = finished_run
+    current = pd.read_csv(tmp / "results" / "tiny-e2e" / "runs.csv")
+    args = ["report", str(suite), "--tracking-uri", uri, "--results", str(tmp / "results")]
+    same = tmp_path / "same.csv"
+    current.to_csv(same, index=False)
+    assert main(args + ["--compare", str(same), "--tolerance", "5%"]) == 0
+    assert "no regression" in capsys.readouterr().out
+
+    better = current.copy()  # a reference where lora r4 scored 0.2 higher: today's numbers are a regression
+    r4 = (better["method"] == "lora") & (better["rank"] == 4) & (better["quant"] == "none")
+    better.loc[r4, "test_score"] = better.loc[r4, "test_score"] + 0.2
+    ref = tmp_path / "ref.csv"
+    better.to_csv(ref, index=False)
+    assert main(args + ["--compare", str(ref), "--tolerance", "5%"]) == 1
+    out = capsys.readouterr()
+    regressions = [ln for ln in out.out.splitlines() if "REGRESSION" in ln]
+    assert len(regressions) == 1 and "sent lora r4: test_score" in regressions[0] and "worse by more than 5%" in regressions[0]
+    assert "1 regression(s)" in out.err
+    assert main(args + ["--compare", str(ref), "--tolerance", "0.5"]) == 0  # an absolute tolerance that forgives it
+    assert main(args + ["--compare", str(ref), "--tolerance", "five"]) == 2
+    assert "--tolerance" in capsys.readouterr().err
+    assert main(args + ["--compare", str(tmp_path / "missing.csv")]) == 2
 
 
 def test_causal_lm_suite_in_process(tmp_path):
