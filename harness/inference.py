@@ -2,9 +2,9 @@
 
 Measurements (all wall time, `time.perf_counter`, on the run's device):
 
-- **latency_ms**: mean milliseconds of one forward pass per sample at batch size 1 (the
+- **latency_ms**: milliseconds of one forward pass per sample at batch size 1 (the
   online-serving case), over the first `n` examples of a split (all of them when there are
-  fewer), after `warmup` untimed forwards on the same examples; the model in eval mode,
+  fewer): one untimed pass over them, then the fastest of 3 timed passes; the model in eval mode,
   under `torch.no_grad()` and the training's autocast (bf16 on GPU, none on CPU), with
   `torch.cuda.synchronize()` before and after the timed region on CUDA.  The forward is
   over the sample's `input_ids` with an all-ones attention mask; for a causal LM that is
@@ -26,7 +26,8 @@ Measurements (all wall time, `time.perf_counter`, on the run's device):
     afterwards and the original one is active again.
   - methods of our own that save what they trained (bitfit, head_only, bottleneck
     adapters, piggyback, spottune): `load_ms` = safetensors `load_file` of every
-    `*.safetensors` the method saved (piggyback's packed mask bits unpacked into scores)
+    `*.safetensors` the method saved (or the method's `read_state`, which unpacks
+    piggyback's 1-bit masks into scores)
     plus `load_state_dict(strict=False)` into the model; `switch_ms` = the same
     `load_state_dict` from a copy of those tensors already in host memory (another task's
     weights held in RAM).  The model's own tensors are put back afterwards.
@@ -61,34 +62,42 @@ def _sync(device: torch.device) -> None:
 
 # --------------------------------------------------------------------------- latency
 
-def latency_ms(model, examples: list[dict], pad_id: int, device: torch.device, n: int = 32, warmup: int = 3) -> float:
-    """Mean ms of one batch-size-1 forward over the first `n` examples, after `warmup` untimed forwards.
+def latency_ms(model, examples: list[dict], device: torch.device, n: int = 32, warmup: int = 1, repeats: int = 3) -> float:
+    """Ms per sample of batch-size-1 forwards over the first `n` examples: the best of `repeats`
+    timed passes, after `warmup` untimed passes over the same examples.
 
-    `pad_id` is unused at batch size 1 (nothing is padded); it is kept so that every call site
-    passes what `collate` would need.
+    The warm-up pass covers every example because the CPU kernels (oneDNN) and the CUDA
+    allocator prepare per input shape: a pass over new lengths is slower, and the base
+    model, timed first in a trial, would otherwise pay for everyone.  The best pass is
+    the least disturbed by the rest of the machine.
     """
     chosen = list(examples[:n])
     if not chosen:
         raise ValueError("latency_ms needs at least one example (and n >= 1)")
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
     inputs = []
     for e in chosen:
         ids = torch.tensor([e["input_ids"]], dtype=torch.long, device=device)
         inputs.append({"input_ids": ids, "attention_mask": torch.ones_like(ids)})
     was_training = model.training
     model.eval()
+    passes = []
     try:
         with torch.no_grad(), autocast(device):
-            for i in range(warmup):
-                model(**inputs[i % len(inputs)])
-            _sync(device)
-            start = time.perf_counter()
-            for batch in inputs:
-                model(**batch)
-            _sync(device)
-            elapsed = time.perf_counter() - start
+            for _ in range(warmup):
+                for batch in inputs:
+                    model(**batch)
+            for _ in range(repeats):
+                _sync(device)
+                start = time.perf_counter()
+                for batch in inputs:
+                    model(**batch)
+                _sync(device)
+                passes.append(time.perf_counter() - start)
     finally:
         model.train(was_training)
-    return 1000 * elapsed / len(inputs)
+    return 1000 * min(passes) / len(inputs)
 
 
 # --------------------------------------------------------------------------- merge
@@ -134,12 +143,12 @@ def swap_times(method, model, saved_dir: str | None, device: torch.device, repea
         if isinstance(model, PeftModel):
             return _swap_peft(model, _saved(method, model, saved_dir, tmp), device, repeats)
         if method.save is not None:
-            return _swap_tensors(model, _saved(method, model, saved_dir, tmp), device, repeats, HOW_TRAINED)
+            return _swap_tensors(method, model, _saved(method, model, saved_dir, tmp), device, repeats, HOW_TRAINED)
         from safetensors.torch import save_file
 
         # full fine-tuning: every parameter is per-task (named_parameters skips tied duplicates)
         save_file({n: p.detach().contiguous().cpu() for n, p in model.named_parameters()}, str(Path(tmp) / "model.safetensors"))
-        return _swap_tensors(model, tmp, device, repeats, HOW_FULL, restore=False)
+        return _swap_tensors(None, model, tmp, device, repeats, HOW_FULL, restore=False)
 
 
 def _saved(method, model, saved_dir: str | None, tmp: str) -> str:
@@ -178,53 +187,38 @@ def _swap_peft(model, saved_dir: str, device: torch.device, repeats: int) -> Swa
     return SwapTimes(load_ms=load_ms, switch_ms=statistics.median(switches), how=HOW_PEFT)
 
 
-def _unpack_piggyback(model, bits: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Piggyback stores 1 bit per masked weight: scores that threshold to the same masks."""
-    import numpy as np
-
-    from methods.piggyback import MaskedLinear
-
-    masked = [(name, m) for name, m in model.named_modules() if isinstance(m, MaskedLinear)]
-    sizes = [m.scores.numel() for _, m in masked]
-    keep = torch.from_numpy(np.unpackbits(bits.numpy(), count=sum(sizes)).astype(bool))
-    return {f"{name}.scores": torch.where(k.view(m.scores.shape), m.threshold + 1.0, m.threshold - 1.0).to(m.scores.dtype)
-            for (name, m), k in zip(masked, keep.split(sizes))}
-
-
-# tensors a method stores in a packed form, by key: (model, tensor) -> state-dict entries
-_UNPACK: dict[str, Callable[[Any, torch.Tensor], dict[str, torch.Tensor]]] = {"piggyback.mask_bits": _unpack_piggyback}
-
-
-def _read(model, directory: str, names: set[str]) -> dict[str, torch.Tensor]:
-    """Every *.safetensors in `directory` as state-dict entries of `model` (on the CPU)."""
+def _read(method, model, directory: str, names: set[str]) -> dict[str, torch.Tensor]:
+    """What the method saved in `directory`, as state-dict entries of `model` (on the CPU):
+    the method's own `read_state` where it saves a packed form, else every *.safetensors as it is."""
     from safetensors.torch import load_file
 
-    files = sorted(Path(directory).glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"no *.safetensors in {directory}")
-    state: dict[str, torch.Tensor] = {}
-    for f in files:
-        for key, tensor in load_file(str(f)).items():
-            state.update(_UNPACK[key](model, tensor) if key in _UNPACK else {key: tensor})
+    if method is not None and method.read_state is not None:
+        state = method.read_state(model, directory)
+    else:
+        files = sorted(Path(directory).glob("*.safetensors"))
+        if not files:
+            raise FileNotFoundError(f"no *.safetensors in {directory}")
+        state = {key: tensor for f in files for key, tensor in load_file(str(f)).items()}
     unknown = sorted(set(state) - names)
     if unknown:
         raise ValueError(f"{directory} holds tensors this model does not have: {unknown[:3]}")
     return state
 
 
-def _swap_tensors(model, directory: str, device: torch.device, repeats: int, how: str, restore: bool = True) -> SwapTimes:
+def _swap_tensors(method, model, directory: str, device: torch.device, repeats: int, how: str,
+                  restore: bool = True) -> SwapTimes:
     names = set(model.state_dict())
     state: dict[str, torch.Tensor] = {}
 
     def load() -> None:
-        state.update(_read(model, directory, names))
+        state.update(_read(method, model, directory, names))
         model.load_state_dict(state, strict=False)
 
     # this task's own tensors, to serve it again (and to leave the model as it was)
     own = None
     if restore:
         current = model.state_dict()
-        own = {k: current[k].detach().to("cpu", copy=True) for k in _read(model, directory, names)}
+        own = {k: current[k].detach().to("cpu", copy=True) for k in _read(method, model, directory, names)}
     load_ms = _timed(load, device)
     tasks = [state] if own is None else [own, state]
     switches = [_timed(lambda s=tasks[i % len(tasks)]: model.load_state_dict(s, strict=False), device) for i in range(repeats)]

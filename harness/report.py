@@ -585,8 +585,8 @@ def _inference_table(configs: list[_Config]) -> list[str]:
                      merged, _fixed(c.mean("latency_overhead_merged"), 2), _sig(c.mean("adapter_load_ms"), 3),
                      _sig(c.mean("adapter_switch_ms"), 3)])
     base = stats.summarize(x for c in configs for x in c.finished["latency_base_ms"].dropna())
-    note = (f"_Latency: one forward pass per sample at batch size 1 over the first test examples, mean of the row's "
-            f"seeds; the base model takes {_sig(base.mean, 3)} ms/sample on the same workers.  Overhead = adapted "
+    note = (f"_Latency: one forward pass per sample at batch size 1 over the first 32 test examples (the fastest of "
+            f"3 timed passes), mean of the row's seeds; the base model takes {_sig(base.mean, 3)} ms/sample on the same workers.  Overhead = adapted "
             f"(or merged) latency / the base model's latency measured in the same trial.  Adapter load: read one "
             f"task's stored weights from disk onto the base already in memory; switch: make another task's weights "
             f"active (see the README's definitions)._")

@@ -181,7 +181,7 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
     pad = tokenizer.pad_token_id
     # the base, before any method: forgetting's "before" and the latency baseline
     before = measure.probe_signal(model, probe_batches, suite.task_type, device)
-    latency_base = inference.latency_ms(model, test_ex, pad, device)
+    latency_base = inference.latency_ms(model, test_ex, device)
 
     ctx = ApplyContext(task_type=suite.task_type, model_type=model.config.model_type, quant=cell.quant,
                        head_names=models.head_names(model, suite.task_type), total_steps=cfg.steps)
@@ -201,7 +201,7 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
         val_score = evaluate(model, val_ex, suite.task_type, task.metric, task_data.label_names, tokenizer, cfg, device)
         test_score = evaluate(model, test_ex, suite.task_type, task.metric, task_data.label_names, tokenizer, cfg, device)
         after = measure.probe_signal(model, probe_batches, suite.task_type, device)
-    latency = inference.latency_ms(model, test_ex, pad, device)
+    latency = inference.latency_ms(model, test_ex, device)
 
     tags: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -217,7 +217,7 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
             swap_metrics = {}
             tags["adapter_switch_error"] = f"{type(exc).__name__}: {exc}"[:500]
     merged, merge_reason = inference.try_merge(method, model)  # last: merging may change the model in place
-    latency_merged = inference.latency_ms(merged, test_ex, pad, device) if merged is not None else math.nan
+    latency_merged = inference.latency_ms(merged, test_ex, device) if merged is not None else math.nan
     if merge_reason:
         tags["merge"] = merge_reason
 

@@ -54,6 +54,9 @@ class Method:
     save: Callable[[Any, str], None] | None = None
     # load(base_model, directory, settings, ctx) -> adapted model, the inverse of save
     load: Callable[[Any, str, Any, "ApplyContext"], Any] | None = None
+    # read_state(adapted_model, directory) -> what save wrote, as state-dict entries of the model;
+    # only for methods that save a packed form (None: the saved safetensors files as they are)
+    read_state: Callable[[Any, str], dict] | None = None
     # merge(model) -> a plain model computing the same function (only where mergeable)
     merge: Callable[[Any], Any] | None = None
     # on_step(model, step) after each optimizer step, for methods with a schedule of their own

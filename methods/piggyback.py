@@ -52,7 +52,7 @@ class _Binarize(torch.autograd.Function):
 class MaskedLinear(nn.Module):
     def __init__(self, base: nn.Linear, threshold: float, score_init: float):
         super().__init__()
-        self.base, self.threshold = base, threshold
+        self.base, self.threshold, self.score_init = base, threshold, score_init
         self.scores = nn.Parameter(torch.full_like(base.weight, score_init, dtype=torch.float32))
 
     def mask(self) -> torch.Tensor:
@@ -110,19 +110,25 @@ def save(model, directory: str) -> None:
 
 
 @torch.no_grad()
-def load(base, directory: str, settings: PiggybackSettings, ctx: ApplyContext):
-    """Rebuild scores that threshold to the saved masks: score_init where kept, mirrored below threshold where not."""
+def read_state(model, directory: str) -> dict[str, torch.Tensor]:
+    """The saved task as state-dict entries of an adapted model: the head, and scores that
+    threshold to the saved masks (score_init where kept, mirrored below the threshold where not)."""
     from safetensors.torch import load_file
 
-    model = apply(base, settings, ctx)
     state = load_file(str(Path(directory) / "piggyback.safetensors"))
-    masked = _masked(model)
-    n = sum(m.scores.numel() for m in masked)
-    bits = torch.from_numpy(np.unpackbits(state.pop(BITS_KEY).numpy(), count=n).astype(bool))
-    off = 2 * settings.threshold - settings.score_init
-    for m, keep in zip(masked, bits.split([m.scores.numel() for m in masked])):
-        m.scores.copy_(torch.where(keep.view_as(m.scores).to(m.scores.device), settings.score_init, off))
-    model.load_state_dict(state, strict=False)
+    masked = [(name, m) for name, m in model.named_modules() if isinstance(m, MaskedLinear)]
+    sizes = [m.scores.numel() for _, m in masked]
+    bits = torch.from_numpy(np.unpackbits(state.pop(BITS_KEY).numpy(), count=sum(sizes)).astype(bool))
+    for (name, m), keep in zip(masked, bits.split(sizes)):
+        kept, dropped = m.score_init, 2 * m.threshold - m.score_init
+        state[f"{name}.scores"] = torch.where(keep.view(m.scores.shape), kept, dropped).to(m.scores.dtype)
+    return state
+
+
+@torch.no_grad()
+def load(base, directory: str, settings: PiggybackSettings, ctx: ApplyContext):
+    model = apply(base, settings, ctx)
+    model.load_state_dict(read_state(model, directory), strict=False)
     return model
 
 
@@ -143,4 +149,5 @@ def merge(model):
 
 
 register("piggyback", PiggybackSettings, apply, paper="Mallya et al. 2018, arXiv:1801.06519",
-         quants={"none"}, mergeable=True, merge=merge, save=save, load=load, stored_bytes=stored_bytes)
+         quants={"none"}, mergeable=True, merge=merge, save=save, load=load, read_state=read_state,
+         stored_bytes=stored_bytes)

@@ -51,7 +51,7 @@ def test_latency_swap_and_merge(name, task_type, tmp_path, monkeypatch):
     method = get_method(name)
     base, tok = tiny.base_model(task_type)
     examples = tiny.examples(tok, task_type, n=4)
-    assert _positive(latency_ms(base, examples, tok.pad_token_id, tiny.CPU, n=4, warmup=1))
+    assert _positive(latency_ms(base, examples, tiny.CPU, n=4, repeats=1))
 
     model, tok, _, _ = _build(name, task_type)
     # the second task on disk is the untrained adapter; the model then trains away from it
@@ -62,7 +62,7 @@ def test_latency_swap_and_merge(name, task_type, tmp_path, monkeypatch):
         method.save(model, str(tmp_path))
         saved = str(tmp_path)
     tiny.run_steps(model, tok, task_type, lr=5e-2, on_step=method.on_step)
-    assert _positive(latency_ms(model, examples, tok.pad_token_id, tiny.CPU, n=4, warmup=1))
+    assert _positive(latency_ms(model, examples, tiny.CPU, n=4, repeats=1))
 
     before = _outputs(model, batch)
     assert not torch.allclose(before, initial, atol=1e-4), "training did not move the outputs"
@@ -91,7 +91,7 @@ def test_latency_swap_and_merge(name, task_type, tmp_path, monkeypatch):
     if method.mergeable:
         assert reason is None and merged is not None, reason
         assert torch.allclose(_outputs(merged, batch), before, atol=1e-4)
-        assert _positive(latency_ms(merged, examples, tok.pad_token_id, tiny.CPU, n=4, warmup=1))
+        assert _positive(latency_ms(merged, examples, tiny.CPU, n=4, repeats=1))
     else:
         assert merged is None and reason == f"{name} cannot merge"
 
@@ -107,7 +107,7 @@ def test_copying_the_saved_tensors_in_gives_the_trained_model(name, task_type, t
     method.save(model, str(tmp_path))
     fresh, *_ = _build(name, task_type)
     assert not torch.allclose(_outputs(fresh, batch), trained, atol=1e-4), "training did not move the outputs"
-    fresh.load_state_dict(inference._read(fresh, str(tmp_path), set(fresh.state_dict())), strict=False)
+    fresh.load_state_dict(inference._read(method, fresh, str(tmp_path), set(fresh.state_dict())), strict=False)
     assert torch.allclose(_outputs(fresh, batch), trained, atol=1e-5)
 
 
@@ -118,19 +118,19 @@ def test_latency_uses_at_most_n_examples():
     poison = [{"input_ids": [10 ** 7], "label": 0}] * 5
     calls = []
     model.register_forward_pre_hook(lambda module, args, kwargs: calls.append(kwargs["input_ids"].shape), with_kwargs=True)
-    assert _positive(latency_ms(model, good + poison, tok.pad_token_id, tiny.CPU, n=3, warmup=2))
-    assert len(calls) == 2 + 3 and all(shape[0] == 1 for shape in calls)
+    assert _positive(latency_ms(model, good + poison, tiny.CPU, n=3, warmup=2, repeats=1))
+    assert len(calls) == (2 + 1) * 3 and all(shape[0] == 1 for shape in calls)  # warm-up passes, then the timed one
     calls.clear()
-    assert _positive(latency_ms(model, good, tok.pad_token_id, tiny.CPU, n=100, warmup=4))
-    assert len(calls) == 4 + 3
+    assert _positive(latency_ms(model, good, tiny.CPU, n=100))
+    assert len(calls) == (1 + 3) * 3
     with pytest.raises(ValueError):
-        latency_ms(model, [], tok.pad_token_id, tiny.CPU)
+        latency_ms(model, [], tiny.CPU)
 
 
 def test_latency_restores_the_training_mode():
     model, tok = tiny.base_model("causal_lm")
     model.train()
-    latency_ms(model, tiny.examples(tok, "causal_lm", n=2), tok.pad_token_id, tiny.CPU, n=2, warmup=0)
+    latency_ms(model, tiny.examples(tok, "causal_lm", n=2), tiny.CPU, n=2, warmup=0, repeats=1)
     assert model.training
 
 
