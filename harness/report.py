@@ -584,9 +584,13 @@ def _inference_table(configs: list[_Config]) -> list[str]:
         body.append([c.method, c.rank, c.quant, _sig(c.mean("latency_ms"), 3), _fixed(c.mean("latency_overhead"), 2),
                      merged, _fixed(c.mean("latency_overhead_merged"), 2), _sig(c.mean("adapter_load_ms"), 3),
                      _sig(c.mean("adapter_switch_ms"), 3)])
-    base = stats.summarize(x for c in configs for x in c.finished["latency_base_ms"].dropna())
+    quants = list(dict.fromkeys(c.quant for c in configs))
+    base = {q: stats.summarize(x for c in configs if c.quant == q for x in c.finished["latency_base_ms"].dropna()).mean
+            for q in quants}
+    base_text = ", ".join(f"{_sig(ms, 3)} ms/sample" + (f" ({q})" if len(quants) > 1 else "") for q, ms in base.items())
     note = (f"_Latency: one forward pass per sample at batch size 1 over the first 32 test examples (the fastest of "
-            f"3 timed passes), mean of the row's seeds; the base model takes {_sig(base.mean, 3)} ms/sample on the same workers.  Overhead = adapted "
+            f"3 timed passes), mean of the row's seeds; the base model, before the method, takes {base_text} on the "
+            f"same workers.  Overhead = adapted "
             f"(or merged) latency / the base model's latency measured in the same trial.  Adapter load: read one "
             f"task's stored weights from disk onto the base already in memory; switch: make another task's weights "
             f"active (see the README's definitions)._")
