@@ -61,11 +61,16 @@ def _results_dir(args, suite: Suite) -> Path:
 
 def _write_report(suite: Suite, cells: list[Cell], uri: str, out_dir: Path) -> Path:
     from harness import track
-    from harness.metrics import METRICS
     from harness.report import write_report
 
     runs = track.load_runs(uri, suite.name)
-    return write_report(suite, cells, runs, out_dir, {k: m.higher_is_better for k, m in METRICS.items()})
+    return write_report(suite, cells, runs, out_dir, _metric_directions())
+
+
+def _metric_directions() -> dict[str, bool]:
+    from harness.metrics import METRICS
+
+    return {k: m.higher_is_better for k, m in METRICS.items()}
 
 
 def _logs_dir(storage_url: str, study: str) -> Path:
@@ -189,9 +194,9 @@ def cmd_report(args) -> int:
     print(f"written: {board}")
     if tolerance is None:
         return 0
-    from harness.metrics import METRICS
+    from harness.report import higher_by_task
 
-    higher = {t.name: METRICS[t.metric].higher_is_better if t.metric in METRICS else True for t in suite.tasks}
+    higher = higher_by_task(suite, _metric_directions())
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     result = compare.compare_runs(out_dir / "runs.csv", Path(args.compare), tolerance, metrics, higher)
     print(f"\ncompared with {args.compare} (tolerance {tolerance}, metrics: {', '.join(metrics)}):")

@@ -139,7 +139,7 @@ def _finished_trials(group: pd.DataFrame) -> int:
     return len({slot or f"run:{k}" for k, slot in enumerate(slots)})
 
 
-def _higher_by_task(suite: Suite, metric_higher_is_better: Mapping[str, bool]) -> dict[str, bool]:
+def higher_by_task(suite: Suite, metric_higher_is_better: Mapping[str, bool]) -> dict[str, bool]:
     """task name -> whether a higher score is better (unknown metrics: higher)."""
     return {t.name: bool(metric_higher_is_better.get(t.metric, True)) for t in suite.tasks}
 
@@ -741,8 +741,8 @@ def build_leaderboard(suite: Suite, cells: list[Cell], runs: pd.DataFrame, metri
     """The leaderboard as markdown: header, overall ranks, one section per task, provenance footer.
 
     With `out_dir`, each task's plots are written under out_dir/plots and embedded."""
-    higher_by_task = _higher_by_task(suite, metric_higher_is_better)
-    selected = select_runs(cells, runs, higher_by_task)
+    by_task = higher_by_task(suite, metric_higher_is_better)
+    selected = select_runs(cells, runs, by_task)
     searched = _searched(suite, cells)
     pareto = _prepare(runs) if "peak_memory" in suite.search.objectives else None
     n_seeds = len(suite.training.seeds)
@@ -760,8 +760,8 @@ def build_leaderboard(suite: Suite, cells: list[Cell], runs: pd.DataFrame, metri
         "",
     ]
     configs = _configs(cells, selected)
-    plots = write_plots(suite, configs, higher_by_task, Path(out_dir)) if out_dir is not None else {}
-    lines += _overall_section(suite, configs, higher_by_task)
+    plots = write_plots(suite, configs, by_task, Path(out_dir)) if out_dir is not None else {}
+    lines += _overall_section(suite, configs, by_task)
     front_ids: set = set()
     for task in suite.tasks:
         mine = [c for c in configs if c.cells[0].task == task.name]
@@ -781,7 +781,7 @@ def write_report(suite: Suite, cells: list[Cell], runs: pd.DataFrame, out_dir: P
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = runs if runs is not None else pd.DataFrame()
-    select_runs(cells, runs, _higher_by_task(suite, metric_higher_is_better)).to_csv(out_dir / "runs.csv", index=False)
+    select_runs(cells, runs, higher_by_task(suite, metric_higher_is_better)).to_csv(out_dir / "runs.csv", index=False)
     plots = out_dir / "plots"
     for old in plots.glob("*.png"):  # plots of tasks or kinds no longer in the suite must not linger
         old.unlink()

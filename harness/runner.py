@@ -236,12 +236,12 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
     if device.type == "cuda":
         peak = measure.peak_flops(name)
         metrics |= {"peak_reserved_mb": mem.peak_reserved_mb, "eval_peak_reserved_mb": eval_mem.peak_reserved_mb}
-        if peak == peak:  # known device
+        if not math.isnan(peak):  # a device whose peak we know
             metrics["mfu"] = measure.mfu(stats.tokens_per_s, flops, peak)
     tags |= {"memory_kind": mem.kind, "device": name, "metric": task.metric, "model_fingerprint": models.fingerprint(location),
              "data_fingerprint": task_data.fingerprint, "probe_fingerprint": probe_fp}
     _log(f"    done: val {task.metric} {val_score:.4f}, test {test_score:.4f}, {stats.tokens_per_s:.0f} tokens/s, "
-         f"peak {mem.peak_mb:.0f} MB ({mem.kind}), latency x{latency / latency_base:.2f}")
+         f"peak {mem.peak_mb:.0f} MB ({mem.kind}), latency x{metrics['latency_overhead']:.2f}")
     return metrics, tags
 
 
