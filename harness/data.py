@@ -500,6 +500,53 @@ def encode(rows: Sequence[dict], tokenizer, task_type: str, max_length: int, lab
     return [_encode_causal(row, tokenizer, max_length) for row in rows]
 
 
+ENCODING_VERSION = 1  # bump when `encode` changes what it produces: old cache files stop matching
+_ENCODED: dict[str, list[dict]] = {}  # this process's memo, by cache key
+
+
+def cache_dir() -> Path:
+    """Where tokenized splits are kept between processes: $HARNESS_CACHE/tokens, else ~/.cache/peft-harness/tokens."""
+    import os
+
+    root = os.environ.get("HARNESS_CACHE") or Path.home() / ".cache" / "peft-harness"
+    return Path(root) / "tokens"
+
+
+def encode_cached(rows: Sequence[dict], tokenizer, task_type: str, max_length: int, label_names: tuple[str, ...],
+                  *, data_fingerprint: str, tokenizer_fingerprint: str, split: str) -> list[dict]:
+    """`encode`, done once per (data, tokenizer, split, task type, max_length) and reused.
+
+    Every trial of a worker reuses the encoded split from memory, and every later process
+    (other workers, a resumed run) loads it from `cache_dir()` instead of tokenizing again.
+    The key holds the fingerprints of the rows and of the tokenizer's files, so a changed
+    dataset or model never reads a stale entry.  Files are written atomically and read with
+    `torch.load(weights_only=True)` (plain lists and ints only); an unreadable or
+    unwritable cache falls back to tokenizing.  The returned list is shared: do not mutate it.
+    """
+    import os
+
+    import torch
+
+    key = hashlib.sha256(json.dumps([ENCODING_VERSION, data_fingerprint, tokenizer_fingerprint, split, task_type,
+                                     max_length, list(label_names)]).encode()).hexdigest()[:24]
+    if key in _ENCODED:
+        return _ENCODED[key]
+    path = cache_dir() / f"{key}.pt"
+    try:
+        encoded = torch.load(path, weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError):  # missing, partial or foreign: tokenize again
+        encoded = encode(rows, tokenizer, task_type, max_length, label_names)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            torch.save(encoded, tmp)
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a read-only home: this process still keeps its memo
+    _ENCODED[key] = encoded
+    return encoded
+
+
 def _encode_causal(row: dict, tokenizer, max_length: int) -> dict:
     prompt = tokenizer(row["prompt"])["input_ids"]
     answer = tokenizer(" " + row["answer"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]

@@ -5,7 +5,7 @@ Measurements (all wall time, `time.perf_counter`, on the run's device):
 - **latency_ms**: milliseconds of one forward pass per sample at batch size 1 (the
   online-serving case), over the first `n` examples of a split (all of them when there are
   fewer): one untimed pass over them, then the fastest of 3 timed passes; the model in eval mode,
-  under `torch.no_grad()` and the training's autocast (bf16 on GPU, none on CPU), with
+  under `torch.no_grad()` and the training's autocast (bf16 where the precision is bf16), with
   `torch.cuda.synchronize()` before and after the timed region on CUDA.  The forward is
   over the sample's `input_ids` with an all-ones attention mask; for a causal LM that is
   prompt + answer in one pass (a prefill).  Generation repeats the same per-token work of
@@ -62,7 +62,8 @@ def _sync(device: torch.device) -> None:
 
 # --------------------------------------------------------------------------- latency
 
-def latency_ms(model, examples: list[dict], device: torch.device, n: int = 32, warmup: int = 1, repeats: int = 3) -> float:
+def latency_ms(model, examples: list[dict], device: torch.device, n: int = 32, warmup: int = 1, repeats: int = 3,
+               precision: str = "fp32") -> float:
     """Ms per sample of batch-size-1 forwards over the first `n` examples: the best of `repeats`
     timed passes, after `warmup` untimed passes over the same examples.
 
@@ -84,7 +85,7 @@ def latency_ms(model, examples: list[dict], device: torch.device, n: int = 32, w
     model.eval()
     passes = []
     try:
-        with torch.no_grad(), autocast(device):
+        with torch.no_grad(), autocast(device, precision):
             for _ in range(warmup):
                 for batch in inputs:
                     model(**batch)

@@ -190,7 +190,7 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def probe_signal(model, batches: list[dict], task_type: str, device: torch.device) -> torch.Tensor:
+def probe_signal(model, batches: list[dict], task_type: str, device: torch.device, precision: str = "fp32") -> torch.Tensor:
     """What forgetting compares: per-token cross-entropies (causal LM) or mean-pooled last hidden states (encoder).
 
     Causal LM returns a 0-d tensor, the mean token cross-entropy over every probe token
@@ -200,7 +200,7 @@ def probe_signal(model, batches: list[dict], task_type: str, device: torch.devic
     losses, tokens, pooled = 0.0, 0, []
     for batch in batches:
         ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-        with autocast(device):
+        with autocast(device, precision):
             out = model(input_ids=ids, attention_mask=mask, output_hidden_states=task_type != "causal_lm")
         # soft-prompt methods prepend virtual tokens: measure on the real tokens only
         width = ids.shape[1]

@@ -151,12 +151,12 @@ def _save_tiny(cfg: dict) -> str:
     return directory
 
 
-def quant_config(quant: str):
+def quant_config(quant: str, precision: str = "fp32"):
     from transformers import BitsAndBytesConfig
 
     if quant == "none":
         return None
-    compute = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    compute = torch.bfloat16 if precision == "bf16" else torch.float32
     if quant == "nf4":
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                   bnb_4bit_compute_dtype=compute, llm_int8_skip_modules=list(HEAD_NAMES))
@@ -174,20 +174,27 @@ def load_tokenizer(location: Location):
     return tok
 
 
-def load_model(location: Location, task_type: str, quant: str, label_names: tuple[str, ...], device: torch.device):
-    """The base model with its task head, quantized if asked, on `device`."""
+def load_model(location: Location, task_type: str, quant: str, label_names: tuple[str, ...], device: torch.device,
+               precision: str = "fp32"):
+    """The base model with its task head, quantized if asked, on `device`.
+
+    precision "bf16" stores the weights in bf16 (half the memory and bandwidth of fp32);
+    after a method is applied, `upcast_trainable` puts the trained ones back in fp32.
+    Attention is transformers' default, PyTorch SDPA for the architectures that have it.
+    """
     import transformers
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     transformers.logging.set_verbosity_error()  # the per-load report lists the new task head: expected, not news
     transformers.utils.logging.disable_progress_bar()
 
-    qc = quant_config(quant)
+    qc = quant_config(quant, precision)
     if qc is not None and location.gguf_file:
         with tempfile.TemporaryDirectory(prefix="harness-gguf-") as directory:
             _save_dequantized(location, directory)
-            return load_model(Location(directory), task_type, quant, label_names, device)
-    kwargs = dict(gguf_file=location.gguf_file, revision=location.revision, dtype=torch.float32)
+            return load_model(Location(directory), task_type, quant, label_names, device, precision)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    kwargs = dict(gguf_file=location.gguf_file, revision=location.revision, dtype=dtype)
     if qc is not None:
         kwargs |= dict(quantization_config=qc, device_map={"": device.index or 0} if device.type == "cuda" else {"": "cpu"})
     if task_type == "seq_cls":
@@ -201,6 +208,17 @@ def load_model(location: Location, task_type: str, quant: str, label_names: tupl
     elif quant == "nf4" and device.type == "cpu":
         _keep_cpu_4bit_trainable(model)
     return model
+
+
+def upcast_trainable(model) -> int:
+    """Trained parameters in fp32 whatever the stored precision of the frozen ones: AdamW's
+    updates are smaller than bf16 can resolve.  Returns how many tensors were cast."""
+    cast = 0
+    for p in model.parameters():
+        if p.requires_grad and p.is_floating_point() and p.dtype != torch.float32:
+            p.data = p.data.float()
+            cast += 1
+    return cast
 
 
 def _keep_cpu_4bit_trainable(model) -> None:

@@ -156,38 +156,52 @@ def _free_accelerator_memory() -> None:
 
 
 def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple[dict, dict]:
+    import time
+
     from harness import data as data_mod
     from harness import inference, measure, models, probe
-    from harness.train import evaluate, seed_everything, train
+    from harness.train import evaluate, resolve_precision, seed_everything, train
     from methods import ApplyContext, get_method
 
+    clock = time.perf_counter()
     method = get_method(cell.method)
     task = next(t for t in suite.tasks if t.name == cell.task)
     cfg = cell.training
     device = pick_device()
+    precision = resolve_precision(cfg.precision, device)
     seed_everything(cell.seed)
 
     task_data = data_mod.load_task(task, suite.task_type)
     location = models.locate(suite.model, suite.file)
+    model_fp = models.fingerprint(location)
     tokenizer = models.load_tokenizer(location)
-    encode = lambda rows: data_mod.encode(rows, tokenizer, suite.task_type, cfg.max_length, task_data.label_names)  # noqa: E731
-    train_ex, val_ex, test_ex = encode(task_data.train), encode(task_data.validation), encode(task_data.test)
+
+    def encode(split: str) -> list[dict]:
+        return data_mod.encode_cached(getattr(task_data, split), tokenizer, suite.task_type, cfg.max_length,
+                                      task_data.label_names, data_fingerprint=task_data.fingerprint,
+                                      tokenizer_fingerprint=model_fp, split=split)
+
+    train_ex, val_ex, test_ex = encode("train"), encode("validation"), encode("test")
     texts, probe_fp = probe.probe_texts(suite.probe)
     probe_batches = [data_mod.collate(probe_rows(tokenizer, texts[i:i + 16], suite.probe.max_length), tokenizer.pad_token_id)
                      for i in range(0, len(texts), 16)]
 
-    model = models.load_model(location, suite.task_type, cell.quant, task_data.label_names, device)
+    model = models.load_model(location, suite.task_type, cell.quant, task_data.label_names, device, precision)
     model.config.pad_token_id = tokenizer.pad_token_id
     pad = tokenizer.pad_token_id
+    load_time = time.perf_counter() - clock
     # the base, before any method: forgetting's "before" and the latency baseline
-    before = measure.probe_signal(model, probe_batches, suite.task_type, device)
-    latency_base = inference.latency_ms(model, test_ex, device)
+    clock = time.perf_counter()
+    before = measure.probe_signal(model, probe_batches, suite.task_type, device, precision)
+    latency_base = inference.latency_ms(model, test_ex, device, precision=precision)
 
     ctx = ApplyContext(task_type=suite.task_type, model_type=model.config.model_type, quant=cell.quant,
                        head_names=models.head_names(model, suite.task_type), total_steps=cfg.steps)
     model = method.apply(model, cell.settings, ctx)
+    models.upcast_trainable(model)
     trainable, total = measure.count_params(model)
     _log(f"    {trainable:,} of {total:,} parameters trainable ({100 * trainable / total:.3f}%)")
+    measure_time = time.perf_counter() - clock
 
     def progress(step: int, loss: float) -> None:
         _log(f"    step {step}/{cfg.steps} loss {loss:.4f}")
@@ -197,11 +211,14 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
         stats = train(model, train_ex, cfg, cell.seed, pad, device, on_step=method.on_step, progress=progress)
     seq_len = sum(len(e["input_ids"]) for e in train_ex) / len(train_ex)
     flops = measure.flops_per_token(model, seq_len)
+    clock = time.perf_counter()
     with measure.PeakMemory(device) as eval_mem:
         val_score = evaluate(model, val_ex, suite.task_type, task.metric, task_data.label_names, tokenizer, cfg, device)
         test_score = evaluate(model, test_ex, suite.task_type, task.metric, task_data.label_names, tokenizer, cfg, device)
-        after = measure.probe_signal(model, probe_batches, suite.task_type, device)
-    latency = inference.latency_ms(model, test_ex, device)
+        after = measure.probe_signal(model, probe_batches, suite.task_type, device, precision)
+    eval_time = time.perf_counter() - clock
+    clock = time.perf_counter()
+    latency = inference.latency_ms(model, test_ex, device, precision=precision)
 
     tags: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -217,9 +234,10 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
             swap_metrics = {}
             tags["adapter_switch_error"] = f"{type(exc).__name__}: {exc}"[:500]
     merged, merge_reason = inference.try_merge(method, model)  # last: merging may change the model in place
-    latency_merged = inference.latency_ms(merged, test_ex, device) if merged is not None else math.nan
+    latency_merged = inference.latency_ms(merged, test_ex, device, precision=precision) if merged is not None else math.nan
     if merge_reason:
         tags["merge"] = merge_reason
+    measure_time += time.perf_counter() - clock
 
     metrics = {
         "trainable_params": trainable, "trainable_frac": trainable / total,
@@ -228,6 +246,7 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
         "val_score": val_score, "test_score": test_score,
         "forgetting": measure.forgetting(before, after, suite.task_type), "adapter_bytes": adapter_bytes,
         "latency_base_ms": latency_base, "latency_ms": latency, "latency_overhead": latency / latency_base,
+        "load_time_s": load_time, "eval_time_s": eval_time, "measure_time_s": measure_time,
         **swap_metrics,
     }
     if merged is not None:
@@ -238,8 +257,9 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
         metrics |= {"peak_reserved_mb": mem.peak_reserved_mb, "eval_peak_reserved_mb": eval_mem.peak_reserved_mb}
         if not math.isnan(peak):  # a device whose peak we know
             metrics["mfu"] = measure.mfu(stats.tokens_per_s, flops, peak)
-    tags |= {"memory_kind": mem.kind, "device": name, "metric": task.metric, "model_fingerprint": models.fingerprint(location),
-             "data_fingerprint": task_data.fingerprint, "probe_fingerprint": probe_fp}
+    tags |= {"memory_kind": mem.kind, "device": name, "metric": task.metric, "model_fingerprint": model_fp,
+             "data_fingerprint": task_data.fingerprint, "probe_fingerprint": probe_fp, "precision": precision,
+             "attention": str(getattr(model.config, "_attn_implementation", "unknown"))}
     _log(f"    done: val {task.metric} {val_score:.4f}, test {test_score:.4f}, {stats.tokens_per_s:.0f} tokens/s, "
          f"peak {mem.peak_mb:.0f} MB ({mem.kind}), latency x{metrics['latency_overhead']:.2f}")
     return metrics, tags

@@ -48,6 +48,9 @@ TOP_LEVEL_KEYS = ("schema_version", "name", "description", "model", "task_type",
 SEARCHABLE_TRAINING = ("lr", "warmup_steps", "weight_decay", "max_grad_norm", "batch_size", "grad_accum")
 OBJECTIVES = (("score",), ("score", "peak_memory"))
 SAMPLERS = ("tpe", "random")
+BATCHINGS = ("bucket", "random")
+PRECISIONS = ("auto", "bf16", "fp32")
+_TRAINING_CHOICES = {"batching": BATCHINGS, "precision": PRECISIONS}
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,10 @@ class Training:
     eval_batch_size: int = 64
     max_new_tokens: int = 16  # causal LM: generation budget when scoring
     log_every: int = 10  # read the loss back from the device every N steps
+    batching: str = "bucket"  # bucket: batches of similar length (little padding) | random
+    precision: str = "auto"  # auto: bf16 on a GPU that has it, else fp32 | bf16 | fp32
+    compile: bool = False  # torch.compile the model for training
+    gradient_checkpointing: bool = False  # recompute activations in the backward: less memory, ~30% more compute
     seeds: tuple[int, ...] = (0,)
 
 
@@ -380,7 +387,11 @@ def _parse_training(r: _Reader, defaults: Training, allow_seeds: bool) -> dict[s
         if f.name == "seeds":
             continue
         if f.name in r.data:
-            kind = float if isinstance(getattr(defaults, f.name), float) else int
+            default = getattr(defaults, f.name)
+            if isinstance(default, (bool, str)):
+                out[f.name] = r.get(f.name, type(default), choices=_TRAINING_CHOICES.get(f.name))
+                continue
+            kind = float if isinstance(default, float) else int
             nonneg = f.name in ("warmup_steps", "weight_decay")
             value = r.get(f.name, kind, positive=not nonneg)
             if nonneg and value < 0:

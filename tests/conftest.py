@@ -21,6 +21,15 @@ TINY_SUITE = {
     "training": {"steps": 4, "batch_size": 8, "max_length": 32, "seeds": [0]},
 }
 
+@pytest.fixture(autouse=True, scope="session")
+def _token_cache(tmp_path_factory):
+    """Tokenized splits go to a per-session folder (CLI subprocesses inherit it), not ~/.cache."""
+    import os
+
+    os.environ["HARNESS_CACHE"] = str(tmp_path_factory.mktemp("harness-cache"))
+    yield
+
+
 DROP = object()  # `write_suite(probe=DROP)` removes a top-level key
 
 

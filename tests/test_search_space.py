@@ -126,11 +126,15 @@ def test_search_only_in_an_entry(cells_of):
 # --------------------------------------------------------------------------- ids
 
 
+LATER_TRAINING_FIELDS = ("batching", "precision", "compile", "gradient_checkpointing")
+
+
 def _id_without_search(cell) -> str:
-    """The cell id as computed before search existed (committed results are keyed by it)."""
+    """The cell id as computed before search and the performance settings existed (committed results are keyed by it)."""
+    training = {k: v for k, v in dataclasses.asdict(cell.training).items() if k not in LATER_TRAINING_FIELDS}
     payload = json.dumps({
         "suite": cell.suite, "task": cell.task, "method": cell.method, "rank": cell.rank, "quant": cell.quant,
-        "seed": cell.seed, "settings": dataclasses.asdict(cell.settings), "training": dataclasses.asdict(cell.training),
+        "seed": cell.seed, "settings": dataclasses.asdict(cell.settings), "training": training,
         "context": cell.context}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -146,6 +150,14 @@ def test_committed_results_keep_their_cell_ids(suite_name):
     with open(ROOT / "results" / suite_name / "runs.csv", newline="") as f:
         recorded = {row["cell_id"] for row in csv.DictReader(f)}
     assert recorded <= {c.id for c in expand_grid(load_suite(ROOT / "suites" / f"{suite_name}.yaml"))}
+
+
+@pytest.mark.parametrize("change", [{"batching": "random"}, {"precision": "bf16"}, {"compile": True},
+                                    {"gradient_checkpointing": True}])
+def test_performance_settings_change_the_id_only_away_from_their_default(cells_of, base_suite, change):
+    plain = [c.id for c in cells_of()]
+    changed = [c.id for c in cells_of(training=base_suite["training"] | change)]
+    assert not set(plain) & set(changed)
 
 
 def test_space_and_trials_change_the_id(cells_of, base_suite):
