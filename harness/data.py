@@ -524,6 +524,7 @@ def encode_cached(rows: Sequence[dict], tokenizer, task_type: str, max_length: i
     unwritable cache falls back to tokenizing.  The returned list is shared: do not mutate it.
     """
     import os
+    import pickle
 
     import torch
 
@@ -534,7 +535,9 @@ def encode_cached(rows: Sequence[dict], tokenizer, task_type: str, max_length: i
     path = cache_dir() / f"{key}.pt"
     try:
         encoded = torch.load(path, weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError):  # missing, partial or foreign: tokenize again
+        if not isinstance(encoded, list) or len(encoded) != len(rows):
+            raise ValueError(f"{path} does not hold this split")
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError):  # missing, partial, foreign: tokenize
         encoded = encode(rows, tokenizer, task_type, max_length, label_names)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

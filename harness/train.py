@@ -116,7 +116,7 @@ def make_optimizer(params: list[torch.nn.Parameter], cfg: Training) -> torch.opt
 
 
 def enable_gradient_checkpointing(model) -> None:
-    """Turn on the transformers model's own checkpointing under any method's wrapper.
+    """Turn on the transformers model's own (activation) checkpointing under any method's wrapper.
 
     Non-reentrant checkpointing, so frozen inputs (a frozen embedding under LoRA) need no
     `enable_input_require_grads` trick.
@@ -125,7 +125,7 @@ def enable_gradient_checkpointing(model) -> None:
 
     for module in model.modules():
         if isinstance(module, PreTrainedModel) and module.supports_gradient_checkpointing:
-            module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            module.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
             return
     raise ValueError(f"{type(model).__name__} does not support gradient checkpointing: set training.gradient_checkpointing: false")
 

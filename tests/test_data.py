@@ -399,3 +399,84 @@ def test_collate_causal_pads_labels_with_ignore_index(causal_tokenizer):
 def test_collate_without_labels_for_probe_rows():
     batch = collate([{"input_ids": [1, 2]}, {"input_ids": [3]}], 9)
     assert set(batch) == {"input_ids", "attention_mask"} and batch["input_ids"].tolist() == [[1, 2], [3, 9]]
+
+
+# --------------------------------------------------------------------------- tokenized-split cache
+
+
+class CountingTokenizer:
+    """Wraps a tokenizer and counts the texts it is asked to tokenize."""
+
+    def __init__(self, tok):
+        self.tok, self.calls = tok, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.tok(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.tok, name)
+
+
+CACHE_ROWS = [{"text": "the soup was not bland at all", "label": "positive"}, {"text": "awful service", "label": "negative"},
+        {"text": "a fine evening", "label": "positive"}]
+
+
+def _cached(tok, max_length=16, data_fp="d1", tok_fp="t1", split="train", rows=CACHE_ROWS):
+    return data.encode_cached(rows, tok, "seq_cls", max_length, ("negative", "positive"), data_fingerprint=data_fp,
+                              tokenizer_fingerprint=tok_fp, split=split)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    monkeypatch.setattr(data, "_ENCODED", {})
+    return tmp_path / "tokens"
+
+
+def test_a_split_is_tokenized_once_then_read_from_memory_and_from_disk_by_a_new_process(cache, tokenizer, monkeypatch):
+    counting = CountingTokenizer(tokenizer)
+    first = _cached(counting)
+    assert first == encode(CACHE_ROWS, tokenizer, "seq_cls", 16, ("negative", "positive")) and counting.calls == 3
+    assert _cached(counting) is first and counting.calls == 3  # the same worker: memory
+    assert len(list(cache.glob("*.pt"))) == 1
+    monkeypatch.setattr(data, "_ENCODED", {})  # a new process: memory empty, disk kept
+    assert _cached(counting) == first and counting.calls == 3
+
+
+@pytest.mark.parametrize("change", [{"max_length": 4}, {"data_fp": "d2"}, {"tok_fp": "t2"}, {"split": "test"}])
+def test_a_different_split_length_dataset_or_tokenizer_is_tokenized_again(cache, tokenizer, change):
+    counting = CountingTokenizer(tokenizer)
+    _cached(counting)
+    again = _cached(counting, **change)
+    assert counting.calls == 6 and len(list(cache.glob("*.pt"))) == 2
+    if "max_length" in change:
+        assert max(len(e["input_ids"]) for e in again) == 4
+
+
+def test_a_corrupt_cache_file_is_tokenized_again_and_replaced(cache, tokenizer, monkeypatch):
+    first = _cached(tokenizer)
+    (path,) = cache.glob("*.pt")
+    path.write_bytes(b"not a torch file")
+    monkeypatch.setattr(data, "_ENCODED", {})
+    counting = CountingTokenizer(tokenizer)
+    assert _cached(counting) == first and counting.calls == 3
+    monkeypatch.setattr(data, "_ENCODED", {})
+    assert _cached(counting) == first and counting.calls == 3  # the rewritten file reads
+
+
+def test_an_unwritable_cache_still_tokenizes(tmp_path, tokenizer, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("HARNESS_CACHE", str(blocker))
+    monkeypatch.setattr(data, "_ENCODED", {})
+    assert _cached(tokenizer) == encode(CACHE_ROWS, tokenizer, "seq_cls", 16, ("negative", "positive"))
+
+
+def test_causal_rows_round_trip_through_the_cache(cache, causal_tokenizer, monkeypatch):
+    rows = [{"prompt": "2 plus 3 is", "answer": "5"}, {"prompt": "copy: dog", "answer": "dog"}]
+    args = dict(data_fingerprint="c", tokenizer_fingerprint="t", split="train")
+    first = data.encode_cached(rows, causal_tokenizer, "causal_lm", 16, (), **args)
+    monkeypatch.setattr(data, "_ENCODED", {})
+    assert data.encode_cached(rows, causal_tokenizer, "causal_lm", 16, (), **args) == first
+    assert first[0]["answer"] == "5" and -100 in first[0]["labels"]

@@ -71,6 +71,13 @@ BAD = [
     Bad("lr-negative", {"training.lr": -1}, "training.lr", ("expected a positive number, found -1.0",)),
     Bad("warmup-negative", {"training.warmup_steps": -2}, "training.warmup_steps", ("expected a number >= 0, found -2",)),
     Bad("duplicate-seeds", {"training.seeds": [0, 1, 0]}, "training.seeds", ("expected distinct seeds, found [0, 1, 0]",)),
+    Bad("batching-unknown", {"training.batching": "sorted"}, "training.batching",
+        ("expected one of bucket, random", "found 'sorted'")),
+    Bad("precision-misspelt", {"training.precision": "bf61"}, "training.precision",
+        ("expected one of auto, bf16, fp32", "did you mean 'bf16'?")),
+    Bad("compile-not-bool", {"training.compile": "yes"}, "training.compile", ("expected a bool", "found 'yes'")),
+    Bad("grid-checkpointing-not-bool", {"grid.1.training": {"gradient_checkpointing": 1}},
+        "grid[1].training.gradient_checkpointing", ("expected a bool", "found 1")),
     # --- grid
     Bad("empty-grid", {"grid": []}, "grid", ("expected a non-empty list of entries", "found []")),
     Bad("unknown-method", {"grid.1.method": "lorra"},
