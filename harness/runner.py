@@ -169,7 +169,7 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
     cfg = cell.training
     device = pick_device()
     precision = resolve_precision(cfg.precision, device)
-    seed_everything(cell.seed)
+    seed_everything(cell.seed, deterministic=device.type != "cuda")
 
     task_data = data_mod.load_task(task, suite.task_type)
     location = models.locate(suite.model, suite.file)
