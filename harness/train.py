@@ -109,10 +109,19 @@ def batch_order(lengths: list[int], batch_size: int, seed: int, batching: str = 
 
 def micro_batches(examples: list[dict], batch_size: int, seed: int, pad_id: int, batching: str = "bucket",
                   pin: bool = False):
-    """Endless collated micro-batches in `batch_order`; pinned host memory when copying to a GPU."""
+    """Endless (collated micro-batch, real tokens in it) in `batch_order`; pinned host memory
+    when copying to a GPU.
+
+    A batch without padding goes without its all-ones attention mask: the same result, but
+    transformers then lets SDPA take its mask-free (causal) path, flash attention on a GPU,
+    instead of checking the mask on the device (a sync) or building a 4-D mask.
+    """
     for indices in batch_order([len(e["input_ids"]) for e in examples], batch_size, seed, batching):
         batch = collate([examples[i] for i in indices], pad_id)
-        yield {k: v.pin_memory() for k, v in batch.items()} if pin else batch
+        tokens = int(batch["attention_mask"].sum())  # counted on the host: no device sync
+        if tokens == batch["attention_mask"].numel():
+            del batch["attention_mask"]
+        yield ({k: v.pin_memory() for k, v in batch.items()} if pin else batch), tokens
 
 
 def make_optimizer(params: list[torch.nn.Parameter], cfg: Training) -> torch.optim.Optimizer:
@@ -165,8 +174,8 @@ def train(model, examples: list[dict], cfg: Training, seed: int, pad_id: int, de
             _sync(device)
             t_timed, tokens = time.perf_counter(), 0
         for _ in range(cfg.grad_accum):
-            batch = next(batches)
-            tokens += int(batch["attention_mask"].sum())  # counted on the host: no device sync
+            batch, n = next(batches)
+            tokens += n
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             with autocast(device, precision):
                 loss = forward(**batch).loss / cfg.grad_accum

@@ -74,10 +74,18 @@ def test_micro_batches_are_the_collated_batch_order():
     examples = tiny.examples(tok, "causal_lm", n=12)
     lengths = [len(e["input_ids"]) for e in examples]
     order = batch_order(lengths, 4, 3, "bucket")
-    for batch in itertools.islice(micro_batches(examples, 4, 3, tok.pad_token_id, "bucket"), 6):
+    seen_unpadded = seen_padded = False
+    for batch, tokens in itertools.islice(micro_batches(examples, 4, 3, tok.pad_token_id, "bucket"), 12):
         indices = next(order)
-        assert batch["input_ids"].shape == (4, max(lengths[i] for i in indices))
-        assert batch["attention_mask"].sum(1).tolist() == [lengths[i] for i in indices]
+        width = max(lengths[i] for i in indices)
+        assert batch["input_ids"].shape == (4, width) and tokens == sum(lengths[i] for i in indices)
+        if "attention_mask" in batch:
+            assert batch["attention_mask"].sum(1).tolist() == [lengths[i] for i in indices] and tokens < 4 * width
+            seen_padded = True
+        else:  # no padding: no mask, so SDPA may take its mask-free path
+            assert tokens == 4 * width
+            seen_unpadded = True
+    assert seen_padded and seen_unpadded
 
 
 def test_adamw_is_fused_on_cpu():
