@@ -6,7 +6,7 @@ with LoRA r=8, alpha=16 on the attention query/value projections plus the new he
 the quickstart's synthetic sentiment training split tokenized by `harness.data.encode`
 (max_length 48).  The harness side applies LoRA through the method registry
 (`methods.get_method("lora")`) and calls `harness.train.train` with its defaults
-(length-bucketed batches, fused AdamW); the Trainer side builds the adapter with
+(random batches, fused AdamW); the Trainer side builds the adapter with
 `peft.get_peft_model(LoraConfig(...))`, as a user would, and calls `Trainer.train()` on
 the same tokenized examples with `DataCollatorWithPadding`.  The script checks that both
 train the same tensors (same count, same names).  Same configuration on both sides:
@@ -20,12 +20,11 @@ log printer removed too: the table owns stdout).
     python bench/trainer.py [--steps S] [--batch-size B] [--repeats R] [--quick] [--out PATH]
 
 Sides (each run once per repeat, interleaved A B C D, D C B A, ...):
-  harness                  harness.train.train, defaults (batching="bucket");
+  harness                  harness.train.train, defaults (batching="random");
   Trainer                  Trainer, defaults (random sampler);
+  harness bucket           harness.train.train with batching="bucket" (opt-in);
   Trainer group_by_length  Trainer with train_sampling_strategy="group_by_length" (the
-                           transformers 5 name of the former `group_by_length=True`);
-  harness random           harness.train.train with batching="random": the Trainer's
-                           batching strategy, so that ratio is the loop alone.
+                           transformers 5 name of the former `group_by_length=True`).
 Timing, the same code around every side (bench/_common.py `Meter`): the whole
 `harness.train.train(...)` call against the whole `trainer.train()` call, each with its
 own optimizer, scheduler and data set-up, every step included (a device sync before and
@@ -88,24 +87,24 @@ def make_sides(q, steps: int, batch_size: int) -> dict:
         return run
 
     return {
-        "harness": lambda: common.harness_run(q, steps, batch_size, "bucket"),
+        "harness": lambda: common.harness_run(q, steps, batch_size, "random"),
         "Trainer": trainer("random"),
+        "harness bucket": lambda: common.harness_run(q, steps, batch_size, "bucket"),
         "Trainer group_by_length": trainer("group_by_length"),
-        "harness random": lambda: common.harness_run(q, steps, batch_size, "random"),
     }
 
 
 SIDES = {  # name: (what, batches)
-    "harness": ("`harness.train.train`, defaults", "length-bucketed (default)"),
+    "harness": ("`harness.train.train`, defaults", "random (default)"),
     "Trainer": ("`Trainer.train()`, defaults", "random sampler (default)"),
+    "harness bucket": ("`harness.train.train`", "`batching=\"bucket\"` (opt-in)"),
     "Trainer group_by_length": ("`Trainer.train()`", "`train_sampling_strategy=\"group_by_length\"`"),
-    "harness random": ("`harness.train.train`", "`batching=\"random\"`"),
 }
 
 COMPARISONS = [  # label, numerator, denominator, target
-    ("harness defaults / Trainer defaults", "harness", "Trainer", TARGET),
-    ("harness defaults / Trainer group_by_length", "harness", "Trainer group_by_length", None),
-    ("harness random / Trainer defaults (both random batches: the loop alone)", "harness random", "Trainer", None),
+    ("harness defaults / Trainer defaults (both random batches)", "harness", "Trainer", TARGET),
+    ("harness bucket / Trainer group_by_length (both length-grouped)", "harness bucket", "Trainer group_by_length", None),
+    ("harness bucket / Trainer defaults (what grouping by length buys)", "harness bucket", "Trainer", None),
 ]
 
 

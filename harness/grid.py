@@ -110,7 +110,7 @@ class Cell:
 # Training fields added after results were first recorded, with their defaults: at the
 # default they stay out of a cell's id, so recorded results keep matching their cells.
 # They change speed, memory or the order batches come in, not what the cell is.
-_LATER_TRAINING_FIELDS = {"batching": "bucket", "precision": "auto", "compile": False, "gradient_checkpointing": False}
+_LATER_TRAINING_FIELDS = {"batching": "random", "precision": "auto", "compile": False, "gradient_checkpointing": False}
 
 
 def _id_training(training: Training) -> dict[str, Any]:

@@ -116,7 +116,7 @@ class Training:
     eval_batch_size: int = 64
     max_new_tokens: int = 16  # causal LM: generation budget when scoring
     log_every: int = 10  # read the loss back from the device every N steps
-    batching: str = "bucket"  # bucket: batches of similar length (little padding) | random
+    batching: str = "random"  # random | bucket: batches of similar length (little padding; see harness.train)
     precision: str = "auto"  # auto: bf16 on a GPU that has it, else fp32 | bf16 | fp32
     compile: bool = False  # torch.compile the model for training
     gradient_checkpointing: bool = False  # recompute activations in the backward: less memory, ~30% more compute

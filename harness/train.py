@@ -8,7 +8,12 @@ against transformers' Trainer):
 
 - the loss is read back from the device only every `log_every` steps, so the host
   never waits on the device in between (tokens are counted on the host);
-- batches of similar length (`batching: bucket`), so padding is not paid for;
+- on request (`batching: bucket`), batches of similar length, so padding is not paid for
+  (26% of the quickstart's positions): 1.2-1.3x the tokens/s, but it is not the default
+  because it changes what is learned: on the quickstart, LoRA r4 seed 1 reached 0.735 test
+  accuracy with it against 0.958 with random batches (seeds 0 and 2 within 0.005), and
+  three of six configurations lost 0.1-0.34 on that seed.  Batches of one length hold
+  sentences of one shape; a short run at a high learning rate feels that.
 - fused AdamW (one kernel for every parameter, on CPU as on GPU);
 - bf16 autocast where the precision is bf16 (the default on a GPU that has it), with
   PyTorch's SDPA attention (transformers' default for the architectures that have it);
@@ -76,7 +81,7 @@ def autocast(device: torch.device, precision: str = "fp32"):
 BUCKET_SPAN = 50  # bucketing sorts windows of this many batches: little padding, batches still mixed
 
 
-def batch_order(lengths: list[int], batch_size: int, seed: int, batching: str = "bucket"):
+def batch_order(lengths: list[int], batch_size: int, seed: int, batching: str = "random"):
     """Endless lists of example indices, one per micro-batch; each epoch reshuffles (seeded).
 
     Every epoch uses each example at most once and drops a random remainder smaller than a
@@ -107,7 +112,7 @@ def batch_order(lengths: list[int], batch_size: int, seed: int, batching: str = 
         yield from batches
 
 
-def micro_batches(examples: list[dict], batch_size: int, seed: int, pad_id: int, batching: str = "bucket",
+def micro_batches(examples: list[dict], batch_size: int, seed: int, pad_id: int, batching: str = "random",
                   pin: bool = False):
     """Endless (collated micro-batch, real tokens in it) in `batch_order`; pinned host memory
     when copying to a GPU.

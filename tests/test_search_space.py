@@ -152,7 +152,7 @@ def test_committed_results_keep_their_cell_ids(suite_name):
     assert recorded <= {c.id for c in expand_grid(load_suite(ROOT / "suites" / f"{suite_name}.yaml"))}
 
 
-@pytest.mark.parametrize("change", [{"batching": "random"}, {"precision": "bf16"}, {"compile": True},
+@pytest.mark.parametrize("change", [{"batching": "bucket"}, {"precision": "bf16"}, {"compile": True},
                                     {"gradient_checkpointing": True}])
 def test_performance_settings_change_the_id_only_away_from_their_default(cells_of, base_suite, change):
     plain = [c.id for c in cells_of()]
