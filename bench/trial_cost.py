@@ -3,11 +3,11 @@
 One cell (LoRA r8 on the quickstart's model, task and training settings) runs as the
 real `python -m harness run` command at two step counts, each in a fresh temporary
 directory (its own MLflow SQLite store, Optuna journal and token cache).  Each command
-runs the cell on `--seeds` seeds (default 2, one after another on one worker): the
+runs the cell on `--seeds` seeds (default 3, one after another on one worker): the
 first trial of a worker also pays the worker's lazy imports and tokenizes the splits,
 the later ones are what every further trial of a suite costs.
 
-    python bench/trial_cost.py [--steps 10,60] [--seeds 2] [--quick]
+    python bench/trial_cost.py [--steps 10,60] [--seeds 3] [--quick]
 
 A command's time is split with timestamps from four sources:
   the command       its start and exit (wall), and when it prints "worker logs:" (just
@@ -18,7 +18,8 @@ A command's time is split with timestamps from four sources:
 Bookkeeping = trial span - the four phases (MLflow and Optuna calls, provenance, the
 adapter's artifact upload is in measure).  Per step = the difference of train_time_s
 between the two step counts / the difference of steps; a trial's fixed part = its span
-minus steps x per step.  The runs must exit 0 and complete each cell exactly once, else
+minus steps x per step; both from the medians over the later trials (all but a worker's
+first), so that one trial slowed by other work does not set the line.  The runs must exit 0 and complete each cell exactly once, else
 the benchmark stops.  The tables are printed and written to results/bench/trial-cost.md.
 """
 from __future__ import annotations
@@ -371,16 +372,25 @@ def run_steps(steps: int, seeds: int, quick: bool, keep: bool) -> Command:
 
 @dataclass
 class Fit:
-    per_step_s: float  # S: training time per step, from the steady-state trials
-    fixed_s: float  # F: a steady-state trial's span minus steps x S (mean over the step counts)
+    per_step_s: float  # S: training time per step, from the steady-state trials (medians)
+    fixed_s: float  # F: a steady-state trial's span (median) minus steps x S (mean over the step counts)
     at_steps: int  # N for the conclusion
 
 
+def steady(c: Command) -> list:
+    """A command's steady-state trials: all but the first (which pays the worker's first-call costs)."""
+    return c.trials[1:] or c.trials
+
+
 def fit(cmds: list[Command], steps: list[int], at_steps: int) -> Fit:
-    k = -1  # the last trial of each command: the steady state
+    """Medians over the steady-state trials, so that one trial slowed by other work does not set the line."""
+    def med(c: Command, fn) -> float:
+        return statistics.median(fn(t) for t in steady(c))
+
     (n1, c1), (n2, c2) = (steps[0], cmds[0]), (steps[-1], cmds[-1])
-    per_step = (c2.trials[k].metrics["train_time_s"] - c1.trials[k].metrics["train_time_s"]) / (n2 - n1)
-    fixed = statistics.fmean(c.trials[k].span_s - n * per_step for n, c in zip(steps, cmds))
+    train = lambda t: t.metrics["train_time_s"]  # noqa: E731
+    per_step = (med(c2, train) - med(c1, train)) / (n2 - n1)
+    fixed = statistics.fmean(med(c, lambda t: t.span_s) - n * per_step for n, c in zip(steps, cmds))
     return Fit(per_step, fixed, at_steps)
 
 
@@ -424,7 +434,7 @@ def render(cmds: list[Command], steps: list[int], f: Fit, imports: dict[str, flo
             per_trial(lambda t, n: t.metrics["load_time_s"]), "`load_time_s`"),
         row("- training", "trial", per_trial(lambda t, n: t.metrics["train_time_s"]), "`train_time_s`"),
         row(f"  - of which per step ({f.per_step_s:.3f} s x steps)", "trial", per_trial(lambda t, n: n * f.per_step_s),
-            ("later trials' " if several else "") + "`train_time_s` difference / steps difference"),
+            ("later trials' median " if several else "") + "`train_time_s` difference / steps difference"),
         row("  - of which fixed", "trial", per_trial(train_fixed), "`train_time_s` - steps x per step"),
         row("- evaluation (validation, test, forgetting probe)", "trial",
             per_trial(lambda t, n: t.metrics["eval_time_s"]), "`eval_time_s`"),
@@ -468,6 +478,7 @@ def render(cmds: list[Command], steps: list[int], f: Fit, imports: dict[str, flo
     per_command = statistics.fmean(c.setup_s + c.worker_startup_s + c.tail_s for c in cmds)
     n = f.at_steps
     total = f.fixed_s + f.per_step_s * n
+    whose = "the later trials' median" if several else "the trial's"
     lines += [
         "",
         "Start-up of a process, best of the runs (s): " + "; ".join(f"`{k}` {v:.2f}" for k, v in imports.items()) + ".",
@@ -475,7 +486,7 @@ def render(cmds: list[Command], steps: list[int], f: Fit, imports: dict[str, flo
         f"Per command: {per_command:.1f} s (set-up + worker start-up + report, mean over the commands).",
         "",
         f"**A trial costs {f.fixed_s:.1f} s fixed + {f.per_step_s:.3f} s per step on this machine: with {n} steps "
-        f"the fixed part is {f.fixed_s / total:.0%}** ({'a later' if several else 'the'} trial's span minus steps "
+        f"the fixed part is {f.fixed_s / total:.0%}** ({whose} span minus steps "
         f"x per step, mean over the step counts; {n} = the quickstart's steps).",
     ]
     if not (f.per_step_s > 0 and f.fixed_s > 0):
@@ -489,7 +500,7 @@ def render(cmds: list[Command], steps: list[int], f: Fit, imports: dict[str, flo
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", default=None, help="two step counts, comma-separated (default 10,60; --quick 2,6)")
-    ap.add_argument("--seeds", type=int, default=None, help="trials per command, one per seed (default 2; --quick 1)")
+    ap.add_argument("--seeds", type=int, default=None, help="trials per command, one per seed (default 3; --quick 1)")
     ap.add_argument("--quick", action="store_true",
                     help="a smoke run: 2 and 6 steps, one seed, 200/50/50 examples, 16 probe texts; "
                          "start-up commands timed once, the forkserver's imports not")
@@ -499,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep each run's temporary directory (logs, journal, MLflow)")
     args = ap.parse_args(argv)
     steps = [int(s) for s in (args.steps or ("2,6" if args.quick else "10,60")).split(",") if s.strip()]
-    seeds = args.seeds or (1 if args.quick else 2)
+    seeds = args.seeds or (1 if args.quick else 3)
     repeats = args.repeats or (1 if args.quick else 3)
     if len(steps) != 2 or steps[0] < 1 or steps[1] <= steps[0] or seeds < 1 or repeats < 1:
         ap.error("--steps takes two increasing positive step counts; --seeds and --repeats >= 1")
