@@ -59,7 +59,7 @@ class Cell:
             "suite": self.suite, "task": self.task, "method": self.method, "rank": self.rank,
             "quant": self.quant, "seed": self.seed,
             "settings": dataclasses.asdict(self.settings) if dataclasses.is_dataclass(self.settings) else None,
-            "training": _id_training(self.training), "context": self.context,
+            "training": self.training.identity(), "context": self.context,
         }
         if self.space or self.trials != 1:  # only then: cells without a search keep the ids of recorded results
             payload |= {"space": [dataclasses.asdict(p) for p in self.space], "trials": self.trials}
@@ -105,17 +105,6 @@ class Cell:
         if dataclasses.is_dataclass(self.settings):
             out |= {f"method.{k}": v for k, v in dataclasses.asdict(self.settings).items()}
         return out
-
-
-# Training fields added after results were first recorded, with their defaults: at the
-# default they stay out of a cell's id, so recorded results keep matching their cells.
-# They change speed, memory or the order batches come in, not what the cell is.
-_LATER_TRAINING_FIELDS = {"batching": "random", "precision": "auto", "compile": False, "gradient_checkpointing": False}
-
-
-def _id_training(training: Training) -> dict[str, Any]:
-    fields = dataclasses.asdict(training)
-    return {k: v for k, v in fields.items() if k not in _LATER_TRAINING_FIELDS or v != _LATER_TRAINING_FIELDS[k]}
 
 
 def expand_grid(suite: Suite) -> list[Cell]:

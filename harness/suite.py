@@ -122,6 +122,19 @@ class Training:
     gradient_checkpointing: bool = False  # recompute activations in the backward: less memory, ~30% more compute
     seeds: tuple[int, ...] = (0,)
 
+    def identity(self) -> dict[str, Any]:
+        """The fields as they enter cell ids and the suite fingerprint.
+
+        Fields added after results were first recorded are left out at their defaults,
+        so recorded results keep matching their cells and suites.  They change speed,
+        memory or the order batches come in, not what a cell is.
+        """
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if k not in LATER_TRAINING_DEFAULTS or v != LATER_TRAINING_DEFAULTS[k]}
+
+
+LATER_TRAINING_DEFAULTS = {"batching": "random", "precision": "auto", "compile": False, "gradient_checkpointing": False}
+
 
 @dataclass(frozen=True)
 class SearchParam:
@@ -193,7 +206,7 @@ class Suite:
 
     def fingerprint(self) -> str:
         """Content hash (paths relative to the suite file are already resolved)."""
-        data = dataclasses.asdict(self) | {"file": None}
+        data = dataclasses.asdict(self) | {"file": None, "training": self.training.identity()}
         # search and plugins enter the hash only when used, so suites without them keep their fingerprint
         if self.search == SearchSpec():
             del data["search"]

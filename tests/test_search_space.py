@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 import methods
 from harness.cli import main
@@ -152,6 +153,14 @@ def test_committed_results_keep_their_cell_ids(suite_name):
     assert recorded <= {c.id for c in expand_grid(load_suite(ROOT / "suites" / f"{suite_name}.yaml"))}
 
 
+@pytest.mark.parametrize("suite_name", SHIPPED or [pytest.param(None, marks=pytest.mark.skip(reason="no committed results"))])
+def test_committed_results_keep_their_suite_fingerprint(suite_name):
+    """New training fields at their defaults leave a suite's fingerprint (the leaderboard's provenance) alone."""
+    text = (ROOT / "results" / suite_name / "leaderboard.md").read_text()
+    recorded = re.search(r"^- suite fingerprint: `([0-9a-f]+)`$", text, re.M).group(1)
+    assert load_suite(ROOT / "suites" / f"{suite_name}.yaml").fingerprint() == recorded
+
+
 @pytest.mark.parametrize("change", [{"batching": "bucket"}, {"precision": "bf16"}, {"compile": True},
                                     {"gradient_checkpointing": True}])
 def test_performance_settings_change_the_id_only_away_from_their_default(cells_of, base_suite, change):
@@ -174,17 +183,22 @@ def test_entries_differing_only_in_space_are_distinct_cells(cells_of):
     assert cells[0].id != cells[1].id
 
 
-def test_fingerprint_ignores_an_unused_search(write_suite):
+def test_fingerprint_ignores_an_unused_search_and_default_performance_settings(write_suite):
     """Reports compare the fingerprint recorded with each run to the suite's: it must not move for old suites."""
     suite = load_suite(write_suite())
     before_search = dataclasses.asdict(suite) | {"file": None}
     del before_search["search"], before_search["plugins"]
+    for field in LATER_TRAINING_FIELDS:
+        del before_search["training"][field]
     for entry in before_search["grid"]:
         del entry["search"]
     plain = suite.fingerprint()
     assert plain == hashlib.sha256(json.dumps(before_search, sort_keys=True, default=str).encode()).hexdigest()[:12]
     assert load_suite(write_suite(search={"trials": 1})).fingerprint() == plain
     assert load_suite(write_suite(search={"trials": 2})).fingerprint() != plain
+    training = yaml.safe_load(write_suite().read_text())["training"]
+    assert load_suite(write_suite(training=training | {"batching": "random", "precision": "auto"})).fingerprint() == plain
+    assert load_suite(write_suite(training=training | {"precision": "bf16"})).fingerprint() != plain
 
 
 # --------------------------------------------------------------------------- with_values
