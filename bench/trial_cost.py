@@ -19,8 +19,9 @@ Bookkeeping = trial span - the four phases (MLflow and Optuna calls, provenance,
 adapter's artifact upload is in measure).  Per step = the difference of train_time_s
 between the two step counts / the difference of steps; a trial's fixed part = its span
 minus steps x per step; both from the medians over the later trials (all but a worker's
-first), so that one trial slowed by other work does not set the line.  The runs must exit 0 and complete each cell exactly once, else
-the benchmark stops.  The tables are printed and written to results/bench/trial-cost.md.
+first), so that one trial slowed by other work does not set the line.  The runs must exit
+0 and complete each cell exactly once, else the benchmark stops.  The tables are printed
+and written to results/bench/trial-cost.md.
 """
 from __future__ import annotations
 

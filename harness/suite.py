@@ -129,11 +129,12 @@ class Training:
         so recorded results keep matching their cells and suites.  They change speed,
         memory or the order batches come in, not what a cell is.
         """
+        defaults = Training()
         return {k: v for k, v in dataclasses.asdict(self).items()
-                if k not in LATER_TRAINING_DEFAULTS or v != LATER_TRAINING_DEFAULTS[k]}
+                if k not in LATER_TRAINING_FIELDS or v != getattr(defaults, k)}
 
 
-LATER_TRAINING_DEFAULTS = {"batching": "random", "precision": "auto", "compile": False, "gradient_checkpointing": False}
+LATER_TRAINING_FIELDS = ("batching", "precision", "compile", "gradient_checkpointing")
 
 
 @dataclass(frozen=True)
