@@ -505,3 +505,52 @@ def test_tiers() -> None:
     assert tiers(["C", "A", "B"], samples) == {"C": 1, "A": 1, "B": 1}
     # Lower is better (a loss): C's lower numbers make A and B worse than it.
     assert tiers(["C", "A", "B"], samples, higher_is_better=False) == {"C": 1, "A": 2, "B": 2}
+
+
+# --- bootstrap_interval: one row's own interval, resampled like paired_bootstrap ---
+
+
+def test_bootstrap_interval_matches_exact_enumeration() -> None:
+    from harness.stats import bootstrap_interval
+
+    # 2 seeds x 3 examples.  The exact 95% interval is [0, 1]; drawing the examples
+    # independently for each drawn seed would give [1/6, 1] (enumerated the same way).
+    outcomes = np.array([[0, 0, 1], [1, 1, 1]])
+    atoms, probs = _exact_distribution(outcomes)
+    sample = _with_outcomes({0: [0, 0, 1], 1: [1, 1, 1]})
+    for level in (0.95, 0.8, 0.6, 0.4):
+        q = (1 - level) / 2
+        low, high = bootstrap_interval(sample, level=level, n_boot=200_000, rng_seed=3)
+        assert low == pytest.approx(_exact_quantile(atoms, probs, q), abs=1e-9), level
+        assert high == pytest.approx(_exact_quantile(atoms, probs, 1 - q), abs=1e-9), level
+    assert bootstrap_interval(sample, n_boot=200_000, rng_seed=3)[0] == 0.0
+
+
+def test_bootstrap_interval_seeds_only_and_edge_cases() -> None:
+    from harness.stats import bootstrap_interval
+
+    # 3 seeds, no outcomes: 27 equally likely ordered draws.  The mean is 0.90 (every draw the
+    # lowest seed) with probability 1/27 > 2.5%, likewise 0.92: the 95% interval is [0.90, 0.92];
+    # the central 50% is [0.90 + 0.02 * 1/3, 0.90 + 0.02 * 2/3], where the CDF crosses 1/4 and 3/4.
+    three = Sample(scores={0: 0.90, 1: 0.91, 2: 0.92, 3: float("nan")})  # a diverged seed is dropped
+    assert bootstrap_interval(three, n_boot=100_000) == pytest.approx((0.90, 0.92), abs=1e-12)
+    assert bootstrap_interval(three, level=0.5, n_boot=100_000) == pytest.approx((0.90 + 0.02 / 3, 0.92 - 0.02 / 3), abs=1e-12)
+    assert all(math.isnan(x) for x in bootstrap_interval(Sample(scores={0: 0.9})))  # nothing to resample
+    assert all(math.isnan(x) for x in bootstrap_interval(Sample(scores={0: float("nan")})))
+    assert bootstrap_interval(Sample(scores={0: 0.8, 1: 0.8})) == (0.8, 0.8)
+    assert bootstrap_interval(three, rng_seed=5) == bootstrap_interval(three, rng_seed=5)
+    with pytest.raises(ValueError, match="level"):
+        bootstrap_interval(three, level=1.0)
+
+
+def test_bootstrap_interval_of_one_seed_is_the_binomial_interval() -> None:
+    from harness.stats import bootstrap_interval
+
+    # 400 examples at 0.88, one seed: 0.88 +- 1.96 sqrt(0.88 * 0.12 / 400) = +-0.0318
+    right = [1] * 352 + [0] * 48
+    low, high = bootstrap_interval(_with_outcomes({0: right}), n_boot=20_000)
+    half = 1.96 * math.sqrt(0.88 * 0.12 / 400)
+    assert low == pytest.approx(0.88 - half, abs=0.004) and high == pytest.approx(0.88 + half, abs=0.004)
+    # three identical seeds add no seed spread, and the shared example draw adds no more example noise
+    same = bootstrap_interval(_with_outcomes({0: right, 1: right, 2: right}), n_boot=20_000)
+    assert same == pytest.approx((low, high), abs=0.004)
