@@ -1,6 +1,8 @@
 """`report --compare REF.csv --tolerance 5%`: check a new report against a reference.
 
-Both files are `runs.csv` tables written by the report (one row per cell).  For each
+Both files are `runs.csv` tables written by the report: every trial run, with `chosen`
+marking the one run that stands for each cell (an older runs.csv without that column
+has one row per cell, and every row counts).  Only chosen rows are compared: for each
 task x configuration the mean over FINISHED seeds is compared, metric by metric, in the
 metric's better direction: a regression is a value worse than the reference's by more
 than the tolerance (relative, "5%", or absolute, "0.02"), or a configuration that
@@ -57,7 +59,15 @@ def _key_columns(df: pd.DataFrame) -> list[str]:
     return ["task", "config"] if "config" in df.columns else ["task", "method", "rank", "quant"]
 
 
+def chosen_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows that stand for their cells: `chosen` True; every row of an older runs.csv without the column."""
+    if "chosen" not in df.columns:
+        return df
+    return df[df["chosen"].map(lambda v: str(v).strip().lower() in ("true", "1", "1.0"))]
+
+
 def _means(df: pd.DataFrame, keys: list[str], metrics: tuple[str, ...]) -> pd.DataFrame:
+    df = chosen_rows(df)
     finished = df[df["status"] == "FINISHED"]
     cols = [m for m in metrics if m in df.columns]
     numeric = finished[keys].astype(str).replace(r"\.0$", "", regex=True).assign(**{m: pd.to_numeric(finished[m], errors="coerce") for m in cols})

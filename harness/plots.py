@@ -60,6 +60,16 @@ class PlotPoint:
     peak_memory_mb: float
     trainable_params: float
     tokens_per_s: float
+    score_low: float = math.nan  # an asymmetric interval (e.g. the bootstrap's): used instead of score_err when set
+    score_high: float = math.nan
+
+    def error(self) -> tuple[float, float] | None:
+        """(below, above) the score for the error bar, or None when there is no interval."""
+        if _finite(self.score_low) and _finite(self.score_high):
+            return max(0.0, self.score - self.score_low), max(0.0, self.score_high - self.score)
+        if _finite(self.score_err):
+            return self.score_err, self.score_err
+        return None
 
 
 def pareto_front(xs: Sequence[float], ys: Sequence[float], x_lower_is_better: bool,
@@ -255,9 +265,10 @@ def _cost_panel(ax: Axes, points: Sequence[PlotPoint], xs: list[float], x_lower_
     lines: list[Segment] = []
     for i in shown:
         p = points[i]
-        if _finite(p.score_err):
-            lines.append(((xs[i], p.score - p.score_err), (xs[i], p.score + p.score_err)))
-            ax.errorbar([xs[i]], [p.score], yerr=[p.score_err], fmt="none", ecolor=colours[p.method],
+        err = p.error()
+        if err is not None:
+            lines.append(((xs[i], p.score - err[0]), (xs[i], p.score + err[1])))
+            ax.errorbar([xs[i]], [p.score], yerr=[[err[0]], [err[1]]], fmt="none", ecolor=colours[p.method],
                         elinewidth=1, capsize=2.5, alpha=0.7, zorder=2)
     ax.scatter([xs[i] for i in shown], [points[i].score for i in shown],
                c=[colours[points[i].method] for i in shown], s=_MARKER, zorder=3, linewidths=0)
@@ -354,8 +365,9 @@ def _rank_figure(task: str, score_label: str, higher_is_better: bool, points: Se
 
     for (method, quant), ps in groups.items():
         linestyle, marker = _QUANT_STYLE.get(quant, _OTHER_QUANT_STYLE)
-        errs = [p.score_err if _finite(p.score_err) else 0.0 for p in ps]
-        ax.errorbar([nudged(p) for p in ps], [p.score for p in ps], yerr=errs, color=colours[method],
+        errs = [p.error() or (0.0, 0.0) for p in ps]
+        ax.errorbar([nudged(p) for p in ps], [p.score for p in ps], yerr=[[e[0] for e in errs], [e[1] for e in errs]],
+                    color=colours[method],
                     linestyle=linestyle, marker=marker, markersize=6, linewidth=1.6, capsize=3,
                     elinewidth=1, label=method if quant == "none" else f"{method} ({quant})", zorder=3)
     # Configurations without a rank are references to read the curves against.
@@ -363,8 +375,9 @@ def _rank_figure(task: str, score_label: str, higher_is_better: bool, points: Se
         if p.rank is None and _finite(p.score):
             ax.axhline(p.score, color=colours[p.method], linestyle=(0, (5, 3)), linewidth=1.1,
                        label=f"{p.label} (no rank)", zorder=2)
-            if _finite(p.score_err):
-                ax.axhspan(p.score - p.score_err, p.score + p.score_err, color=colours[p.method],
+            err = p.error()
+            if err is not None:
+                ax.axhspan(p.score - err[0], p.score + err[1], color=colours[p.method],
                            alpha=0.08, linewidth=0, zorder=1)
     ranks = sorted({p.rank for p in ranked})
     ax.set_xscale("log", base=2)

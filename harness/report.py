@@ -1,25 +1,37 @@
-"""The report: MLflow runs -> the comparison tables a user reads and cites.
+"""The report: runs -> the comparison tables a user reads and cites.
 
 `write_report` writes into `results/<suite>/`:
 
-- `leaderboard.md`: an overall table (each configuration's mean rank over the tasks,
-  `harness.stats.mean_ranks`), then per task: a quality and training-cost table (one
-  row per method x rank x quant, best mean test score first), an inference-cost table
-  (latency, overhead, adapter load/switch; same rows), the task's plots, and "Not
-  comparable": configurations a method cannot do (n/a, with the reason), failed,
-  diverged or killed runs (with their error) and cells not run yet.  Every number is
-  the mean over the configuration's finished seeds (`n`); with two or more seeds the
-  test score carries the half-width of its 95% Student-t interval and `vs best`
-  marks (Welch's t-test, α = 0.05) the rows that cannot be told from the best one;
-  those are bold with it.  ↑ means higher is better, ↓ lower.  A "Provenance"
-  footer names the suite version, model / data / probe fingerprints, commit, package
-  versions, devices and dates of the runs shown.
+- `runs.csv`: EVERY trial run of the suite's cells (every search trial, every seed),
+  in grid order and by start time within a cell, plus one row for each cell that has
+  no run (n/a, not run).  Each row carries its cell (`cell_id`, task, method, rank,
+  quant, seed), its `config` label (the leaderboard row, the same on every task),
+  `chosen` (True for the run that stands for its cell, see below, and for a cell's
+  placeholder row: the chosen rows are one per cell), status, error, every
+  measurement, the run's `lr` / `head_lr`, search and provenance tags, its per-example
+  test outcomes (`test_outcomes`) and `trials` (how many of the cell's trials
+  finished).  Everything the leaderboard shows comes from these columns, so
+  `report_from_csv` (`harness report SUITE --from-csv runs.csv`) rebuilds the same
+  leaderboard byte for byte without MLflow.  `harness.compare` checks one runs.csv
+  against another.
+- `leaderboard.md`: an overall table (each configuration's tier per task and their
+  mean), then per task: a quality and training-cost table, an inference-cost table
+  (same rows), the task's plots, and "Not comparable": configurations a method cannot
+  do (n/a, with the reason), failed, diverged or killed runs (with their error) and
+  cells not run yet.  A "Provenance" footer names the suite version, model / data /
+  probe fingerprints, commit, package versions, devices and the dates of the runs
+  shown; nothing in the file depends on when or where the report was made.
 - `plots/<task>-pareto.png` and `plots/<task>-rank.png` (`harness.plots`), embedded.
-- `runs.csv`: one row per cell (task x method x rank x quant x seed) in grid order,
-  with the run chosen for it, its `config` label (the leaderboard row, the same on
-  every task), status, error, every measurement and provenance tag, plus `trials`
-  (how many of the cell's trials finished), the chosen run's `search_values` and its
-  `oom_retries`.  `harness.compare` checks one runs.csv against another.
+
+Per task (see `_analyse`): the best row is the one with the best mean VALIDATION
+score among the rows whose seeds all finished (the test split never picks it); every
+other row gets `stats.compare_with_best` against it (paired bootstrap over seeds and,
+where the runs logged them, test examples; Holm over the k - 1 comparisons; verdict
+worse / ≈ within the margin / inconclusive / better), and `stats.tiers` groups the
+rows.  Rows sort by tier, then by mean validation score; rows with a failed, diverged
+or missing seed come after every row with all seeds.  The row's own interval is
+`stats.bootstrap_interval` of its mean.  The bootstrap's seed and size are fixed, so
+a report is a deterministic function of (suite, runs.csv, margin).
 
 With a hyperparameter search (`search.trials` > 1 or a non-empty search space) each
 cell has several trial runs.  The leaderboard then says so under each task heading
@@ -43,9 +55,12 @@ This module never imports mlflow: `harness.track.load_runs` hands it a DataFrame
 from __future__ import annotations
 
 import dataclasses
+import functools
+import io
 import json
 import math
 import os
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -57,18 +72,25 @@ from harness.grid import Cell
 from harness.suite import Suite
 
 METRIC_COLUMNS: tuple[str, ...] = (
-    "val_score", "test_score", "forgetting", "trainable_params", "trainable_frac", "adapter_bytes",
-    "peak_memory_mb", "peak_reserved_mb", "eval_peak_memory_mb", "eval_peak_reserved_mb",
+    "val_score", "test_score", "forgetting", "representation_drift", "trainable_params", "trainable_frac",
+    "adapter_bytes", "peak_memory_mb", "peak_reserved_mb", "eval_peak_memory_mb", "eval_peak_reserved_mb",
     "tokens_per_s", "train_time_s", "flops_per_token", "mfu",
     "latency_base_ms", "latency_ms", "latency_overhead", "latency_merged_ms", "latency_overhead_merged",
     "adapter_load_ms", "adapter_switch_ms")
-RUN_COLUMNS: tuple[str, ...] = ("cell_id", "task", "method", "rank", "quant", "seed", "status", "error", "run_id", "config",
-                                *METRIC_COLUMNS, "memory_kind", "device", "trials", "search_values", "oom_retries",
-                                "merge", "model_fingerprint", "data_fingerprint", "git_commit")
-TAG_COLUMNS = ("memory_kind", "device", "search_values", "merge", "model_fingerprint", "data_fingerprint", "git_commit")
+# tags and params of a run, kept as the text MLflow holds
+TAG_COLUMNS = ("outcome", "slot", "search_from", "search_values", "lr", "head_lr", "memory_kind", "device", "merge",
+               "model", "model_fingerprint", "data_fingerprint", "probe_fingerprint", "suite_fingerprint", "git_commit")
+INT_COLUMNS = ("rank", "seed", "start_time", "trials", "oom_retries")
+OUTCOMES_COLUMN = "test_outcomes"  # harness.metrics.pack_outcomes of the test split's per-example 0/1; last (long)
+RUN_COLUMNS: tuple[str, ...] = (
+    "cell_id", "task", "method", "rank", "quant", "seed", "status", "error", "run_id", "config", "chosen",
+    "start_time", "trials", "oom_retries", *METRIC_COLUMNS, *TAG_COLUMNS)  # then version.*, then test_outcomes
 
-UP, DOWN, DASH = "↑", "↓", "–"
-SAME, ALPHA = "≈", 0.05  # the significance mark and Welch's test level
+UP, DOWN, DASH, MINUS = "↑", "↓", "–", "−"
+ALPHA, LEVEL = 0.05, 0.95  # the verdicts' test level (Holm-corrected) and the intervals' coverage
+N_BOOT, RNG_SEED = 2000, 0  # bootstrap resamples and seed: fixed, so a report is deterministic
+DEFAULT_MARGIN = 0.01  # `≈` needs the difference's 90% interval inside ±margin (score units: 0.01 = 1 point)
+BEST = "best (by val)"
 PLOT_TITLES = {"pareto": "score vs peak memory, trainable parameters and tokens/s, Pareto front marked",
                "rank": "score vs rank per method"}
 MEMORY_KINDS = {
@@ -78,6 +100,7 @@ MEMORY_KINDS = {
 }
 FIRST_VERSIONS = ("torch", "transformers", "peft", "bitsandbytes")  # listed first in the provenance footer
 ERROR_CHARS = 200
+STALE_LISTED = 10  # rows of unknown cells named in a stale leaderboard's warning
 TEXT_COLUMNS = ("method", "quant", "best hyperparameters", "hyperparameters")  # left-aligned in tables
 # Statuses of cells without a run.  Not "n/a": pandas.read_csv reads "n/a" as a missing value.
 STATUS_NA = "not applicable"
@@ -89,9 +112,14 @@ STATUS_DIVERGED = "DIVERGED"  # a run whose `outcome` tag is "diverged" (the los
 
 
 def _text(value: Any) -> str | None:
-    """A tag value as a string, None when missing (NaN, None or empty)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    """A tag value as a string, None when missing (NaN, NA, None or empty)."""
+    if value is None:
         return None
+    try:
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):  # a list or an array: not missing
+        pass
     text = str(value).strip()
     return text or None
 
@@ -105,30 +133,32 @@ def _number(value: Any) -> float:
 
 def _prepare(runs: pd.DataFrame | None) -> pd.DataFrame:
     """The runs that belong to a cell, with helper columns: `_status` (DIVERGED for a run whose
-    `outcome` tag says so, else MLflow's status), `_finished`, `_started` and `_val`."""
+    `outcome` tag says so, else MLflow's status), `_finished`, `_started` and `_val`.
+
+    Rows of a runs.csv that stand for a cell without a run (n/a, not run) are no runs and are dropped."""
     if runs is None or runs.empty or "cell_id" not in runs.columns:
-        return pd.DataFrame(columns=["cell_id", "_status", "_finished", "_started", "_val"])
-    df = runs[runs["cell_id"].notna()].reset_index(drop=True)
-    df["cell_id"] = df["cell_id"].map(str)
+        return pd.DataFrame(columns=["cell_id", "run_id", "_status", "_finished", "_started", "_val"])
+    df = runs[runs["cell_id"].map(_text).notna()].reset_index(drop=True)
+    df["cell_id"] = df["cell_id"].map(_text)
     status = df["status"].map(lambda s: _text(s) or "UNKNOWN") if "status" in df.columns else "UNKNOWN"
-    outcome = df["outcome"].map(lambda s: (_text(s) or "").lower()) if "outcome" in df.columns else ""
     df["_status"] = status
     if "outcome" in df.columns:
-        df.loc[outcome == "diverged", "_status"] = STATUS_DIVERGED
+        df.loc[df["outcome"].map(lambda s: (_text(s) or "").lower()) == "diverged", "_status"] = STATUS_DIVERGED
+    df = df[~df["_status"].isin([STATUS_NA, STATUS_NOT_RUN])].reset_index(drop=True)
     df["_finished"] = df["_status"] == "FINISHED"
     started = df["start_time"] if "start_time" in df.columns else pd.Series(math.nan, index=df.index)
-    df["_started"] = pd.to_numeric(started, errors="coerce").fillna(-math.inf)
+    df["_started"] = pd.to_numeric(started, errors="coerce").astype("float64").fillna(-math.inf)
     val = df["val_score"] if "val_score" in df.columns else pd.Series(math.nan, index=df.index)
-    df["_val"] = pd.to_numeric(val, errors="coerce")
+    df["_val"] = pd.to_numeric(val, errors="coerce").astype("float64")
     return df
 
 
-def _choose(group: pd.DataFrame, higher: bool) -> dict:
-    """The run that stands for one cell: best val_score among FINISHED (ties: latest), else latest of any."""
+def _choose(group: pd.DataFrame, higher: bool) -> Any:
+    """The index of the run that stands for one cell: best val_score among FINISHED (ties: latest), else latest of any."""
     val = group["_val"] if higher else -group["_val"]
     key = group.assign(_key=val.where(group["_finished"]).fillna(-math.inf))
     key = key.sort_values(["_finished", "_key", "_started"], ascending=False, kind="stable")
-    return key.iloc[0].to_dict()
+    return key.index[0]
 
 
 def _finished_trials(group: pd.DataFrame) -> int:
@@ -149,43 +179,110 @@ def _int_or_na(value: Any) -> Any:
     return pd.NA if math.isnan(x) or math.isinf(x) else int(round(x))
 
 
-def select_runs(cells: list[Cell], runs: pd.DataFrame, higher_by_task: Mapping[str, bool] | None = None) -> pd.DataFrame:
-    """One row per cell, in grid order, with the run chosen for it (this is runs.csv).
+def _version_columns(columns: Iterable[str]) -> list[str]:
+    """The runs' `version.<package>` columns: torch, transformers, peft, bitsandbytes first, then by name."""
+    packages = sorted({c[len("version."):] for c in columns if str(c).startswith("version.")},
+                      key=lambda p: (p not in FIRST_VERSIONS, FIRST_VERSIONS.index(p) if p in FIRST_VERSIONS else 0, p))
+    return [f"version.{p}" for p in packages]
+
+
+def runs_table(cells: list[Cell], runs: pd.DataFrame | None,
+               higher_by_task: Mapping[str, bool] | None = None) -> pd.DataFrame:
+    """runs.csv: every run of the cells (grid order, then start time), one placeholder row per cell
+    without a run, and `chosen` marking the run that stands for its cell (see the module docstring).
 
     `higher_by_task` says per task name whether a higher val_score is better (default: higher).
+    Runs of cells not in `cells` are left out.  The table is its own input: `runs_table(cells, t)`
+    of a table `t` it made gives `t` again.
     """
     higher_by_task = higher_by_task or {}
-    groups = {cid: g for cid, g in _prepare(runs).groupby("cell_id", sort=False)}
-    rows = []
+    prepared = _prepare(runs)
+    groups = {cid: g for cid, g in prepared.groupby("cell_id", sort=False)}
+    labels = {c.id: config.label for config in _configs(cells) for c in config.cells}
+    versions = _version_columns(prepared.columns)
+    rows: list[dict[str, Any]] = []
     for cell in cells:
-        row: dict[str, Any] = {"cell_id": cell.id, "task": cell.task, "method": cell.method, "rank": cell.rank,
-                               "quant": cell.quant, "seed": cell.seed}
+        base = {"cell_id": cell.id, "task": cell.task, "method": cell.method, "rank": cell.rank, "quant": cell.quant,
+                "seed": cell.seed, "config": labels[cell.id]}
         group = groups.get(cell.id) if cell.runnable else None
-        run = _choose(group, higher_by_task.get(cell.task, True)) if group is not None else None
-        if not cell.runnable:
-            row |= {"status": STATUS_NA, "error": cell.na_reason, "run_id": None}
-        elif run is None:
-            row |= {"status": STATUS_NOT_RUN, "error": None, "run_id": None}
-        else:
+        if group is None or group.empty:
+            status = STATUS_NOT_RUN if cell.runnable else STATUS_NA
+            rows.append(base | {"status": status, "error": cell.na_reason, "chosen": True, "trials": 0})
+            continue
+        chosen, trials = _choose(group, higher_by_task.get(cell.task, True)), _finished_trials(group)
+        order = group.assign(_id=group["run_id"].map(lambda r: _text(r) or "") if "run_id" in group.columns else "")
+        for index, run in order.sort_values(["_started", "_id"], kind="stable").iterrows():
             status = run["_status"]
-            row |= {"status": status, "error": None if status == "FINISHED" else _text(run.get("error")),
-                    "run_id": _text(run.get("run_id"))}
-        run = run or {}
-        row |= {m: _number(run.get(m)) for m in METRIC_COLUMNS}
-        row |= {t: _text(run.get(t)) for t in TAG_COLUMNS}
-        row |= {"trials": _finished_trials(group) if group is not None else 0, "oom_retries": _int_or_na(run.get("oom_retries"))}
-        rows.append(row)
-    out = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
-    out["config"] = out["config"].astype(object)
-    for config in _configs(cells, out):
-        out.loc[config.rows.index, "config"] = config.label
-    out["rank"] = pd.array([r["rank"] for r in rows], dtype="Int64")  # 4, not 4.0, in the CSV
-    out["seed"] = pd.array([r["seed"] for r in rows], dtype="Int64")
-    out["trials"] = pd.array([r["trials"] for r in rows], dtype="Int64")
-    out["oom_retries"] = pd.array([r["oom_retries"] for r in rows], dtype="Int64")
+            row = base | {"status": status, "error": None if status == "FINISHED" else _text(run.get("error")),
+                          "run_id": _text(run.get("run_id")), "chosen": index == chosen,
+                          "start_time": _int_or_na(run.get("start_time")), "trials": trials,
+                          "oom_retries": _int_or_na(run.get("oom_retries"))}
+            row |= {m: _number(run.get(m)) for m in METRIC_COLUMNS}
+            row |= {t: _text(run.get(t)) for t in (*TAG_COLUMNS, *versions, OUTCOMES_COLUMN)}
+            rows.append(row)
+    out = pd.DataFrame(rows, columns=[*RUN_COLUMNS, *versions, OUTCOMES_COLUMN])
+    for column in INT_COLUMNS:  # 4, not 4.0, in the CSV
+        out[column] = pd.array([_int_or_na(v) if v is not None else pd.NA for v in out[column]], dtype="Int64")
     for m in METRIC_COLUMNS:
         out[m] = out[m].astype(float)
+    for t in ("error", "run_id", *TAG_COLUMNS, *versions, OUTCOMES_COLUMN):
+        out[t] = out[t].astype(object)
+    out["chosen"] = out["chosen"].astype(bool)
     return out
+
+
+def select_runs(cells: list[Cell], runs: pd.DataFrame | None,
+                higher_by_task: Mapping[str, bool] | None = None) -> pd.DataFrame:
+    """One row per cell, in grid order: the runs.csv rows with `chosen` (the run standing for each cell)."""
+    table = runs_table(cells, runs, higher_by_task)
+    return table[table["chosen"]].reset_index(drop=True)
+
+
+def to_csv_text(table: pd.DataFrame) -> str:
+    """runs.csv's text: floats written so that they read back exactly."""
+    return table.to_csv(index=False, lineterminator="\n")
+
+
+def read_runs_csv(source: str | Path | io.StringIO) -> pd.DataFrame:
+    """A runs.csv as the report reads it: text columns stay text (a commit `20712e2` is no number),
+    only an empty field is missing, and the number columns are numbers."""
+    df = pd.read_csv(source, dtype=str, keep_default_na=False, na_values=[""])
+    for column in df.columns:
+        if column in METRIC_COLUMNS:
+            df[column] = pd.to_numeric(df[column], errors="coerce").astype("float64")
+        elif column in INT_COLUMNS:
+            df[column] = pd.array([_int_or_na(v) for v in df[column]], dtype="Int64")
+        elif column == "chosen":
+            df[column] = df[column].map(lambda v: (_text(v) or "true").lower() in ("true", "1"))
+    return df
+
+
+def stale_lines(cells: list[Cell], runs: pd.DataFrame) -> list[str]:
+    """Why a runs.csv no longer matches the suite's cells (empty when it does): rows of cells the suite
+    does not have (listed), and cells with no row at all."""
+    if "cell_id" not in runs.columns:
+        return ["runs.csv has no `cell_id` column: it was not written by `harness report`"]
+    ids = {c.id for c in cells}
+    cell_ids = runs["cell_id"].map(_text)
+    unknown = runs[cell_ids.notna() & ~cell_ids.isin(ids)]
+    lines = []
+    if len(unknown):
+        lines.append(f"{len(unknown)} row(s) of runs.csv belong to no cell of the suite (the suite changed since "
+                     f"those runs, or the file is another suite's):")
+        for _, row in unknown.head(STALE_LISTED).iterrows():
+            what = " ".join(v for v in (_text(row.get("task")), _text(row.get("config")) or _text(row.get("method"))) if v)
+            seed = _text(row.get("seed"))
+            lines.append(f"  - cell `{_text(row['cell_id'])}`" + (f" ({what}" + (f", seed {seed}" if seed else "") + ")"
+                                                                   if what else "")
+                         + f", status {_text(row.get('status')) or 'unknown'}")
+        if len(unknown) > STALE_LISTED:
+            lines.append(f"  - and {len(unknown) - STALE_LISTED} more")
+    present = set(cell_ids.dropna())
+    missing = [c for c in cells if c.id not in present]
+    if missing:
+        names = ", ".join(c.label for c in missing[:STALE_LISTED]) + (", ..." if len(missing) > STALE_LISTED else "")
+        lines.append(f"{len(missing)} cell(s) of the suite have no row in runs.csv: {names}")
+    return lines
 
 
 # --------------------------------------------------------------------------- number formatting
@@ -221,6 +318,14 @@ def _integer(x: float) -> str:
     return DASH if _missing(x) else f"{round(x):,}"
 
 
+def _points(x: float) -> str:
+    """A score difference in points (0.01 = 1 point), signed, with a real minus: −4.1, +0.6, 0.0."""
+    if _missing(x):
+        return DASH
+    text = f"{100 * x:+.1f}"
+    return "0.0" if text in ("+0.0", "-0.0") else text.replace("-", MINUS)
+
+
 # --------------------------------------------------------------------------- configurations
 
 
@@ -231,7 +336,8 @@ class _Config:
     key: tuple
     label_extra: str  # "(lr=0.001)" when two grid entries share method x rank x quant
     cells: list[Cell]
-    rows: pd.DataFrame  # select_runs rows of these cells
+    rows: pd.DataFrame  # the chosen runs.csv rows of these cells, one per seed
+    _means: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def method(self) -> str:
@@ -246,6 +352,10 @@ class _Config:
         return self.cells[0].quant
 
     @property
+    def task(self) -> str:
+        return self.cells[0].task
+
+    @property
     def name(self) -> str:
         rank = f" rank {self.rank}" if self.cells[0].rank is not None else ""
         return f"`{self.method}`{rank}, quant {self.quant}"
@@ -258,24 +368,46 @@ class _Config:
         quant = f" {c.quant}" if c.quant != "none" else ""
         return f"{c.method}{rank}{quant}" + (f" {self.label_extra}" if self.label_extra else "")
 
-    def scores(self) -> list[float]:
-        """The finished seeds' test scores (one per seed: with a search, each seed's best trial)."""
-        return [float(x) for x in self.finished["test_score"].dropna()]
-
-    def summary(self) -> stats.Summary:
-        return stats.summarize(self.scores())
-
-    @property
+    @functools.cached_property
     def finished(self) -> pd.DataFrame:
         return self.rows[self.rows["status"] == "FINISHED"]
 
-    def mean(self, column: str) -> float:
-        values = self.finished[column].dropna()
-        return float(values.mean()) if len(values) else math.nan
+    @functools.cached_property
+    def ok(self) -> pd.DataFrame:
+        """The seeds that count: finished, with a test score."""
+        finished = self.finished
+        return finished[finished["test_score"].notna()]
 
-    def sd(self, column: str) -> float:
-        values = self.finished[column].dropna()
-        return float(values.std(ddof=1)) if len(values) > 1 else math.nan
+    @property
+    def complete(self) -> bool:
+        """Every seed finished with a test score (none failed, diverged, was killed or is missing)."""
+        return len(self.ok) == len(self.rows)
+
+    def seeds_ok(self) -> str:
+        return f"{len(self.ok)}/{len(self.rows)}"
+
+    def scores(self) -> list[float]:
+        """The finished seeds' test scores (one per seed: with a search, each seed's best trial)."""
+        return [float(x) for x in self.ok["test_score"]]
+
+    def sample(self) -> stats.Sample:
+        """Seed -> test score (nan for a seed that did not finish) and, when every finished seed logged
+        them, seed -> its per-example test outcomes."""
+        from harness.metrics import unpack_outcomes
+
+        scores = {int(r["seed"]): float(r["test_score"]) if r["status"] == "FINISHED" else math.nan
+                  for _, r in self.rows.iterrows()}
+        ok = self.ok
+        texts = [_text(v) for v in ok[OUTCOMES_COLUMN]] if OUTCOMES_COLUMN in ok.columns else []
+        if not texts or any(t is None for t in texts):
+            return stats.Sample(scores=scores)
+        return stats.Sample(scores=scores, outcomes={int(s): unpack_outcomes(t) for s, t in zip(ok["seed"], texts)})
+
+    def mean(self, column: str) -> float:
+        if column not in self._means:
+            values = self.finished[column].dropna()
+            self._means[column] = float(values.mean()) if len(values) else math.nan
+        return self._means[column]
 
 
 def _variant(cell: Cell) -> tuple:
@@ -283,8 +415,8 @@ def _variant(cell: Cell) -> tuple:
     return cell.config_key + (repr(cell.settings), repr(dataclasses.replace(cell.training, seeds=())))
 
 
-def _configs(cells: list[Cell], selected: pd.DataFrame) -> list[_Config]:
-    """Cells grouped into leaderboard rows, in grid order."""
+def _configs(cells: list[Cell], selected: pd.DataFrame | None = None) -> list[_Config]:
+    """Cells grouped into leaderboard rows, in grid order; `selected`: the chosen rows, one per cell in grid order."""
     groups: dict[tuple, list[int]] = {}
     for i, cell in enumerate(cells):
         groups.setdefault(_variant(cell), []).append(i)
@@ -295,7 +427,8 @@ def _configs(cells: list[Cell], selected: pd.DataFrame) -> list[_Config]:
     for variant, idx in groups.items():
         siblings = by_key[variant[:4]]
         extra = _difference(cells[idx[0]], [cells[groups[s][0]] for s in siblings]) if len(siblings) > 1 else ""
-        configs.append(_Config(variant, extra, [cells[i] for i in idx], selected.iloc[idx]))
+        rows = selected.iloc[idx] if selected is not None else pd.DataFrame()
+        configs.append(_Config(variant, extra, [cells[i] for i in idx], rows))
     return configs
 
 
@@ -304,6 +437,91 @@ def _difference(cell: Cell, siblings: list[Cell]) -> str:
     mine = {k: v for k, v in cell.params().items() if k != "seed"}
     differ = [k for k in mine if any(str(s.params().get(k)) != str(mine[k]) for s in siblings)]
     return "(" + ", ".join(f"{k}={mine[k]}" for k in differ) + ")" if differ else ""
+
+
+# --------------------------------------------------------------------------- comparing rows within a task
+
+
+@dataclasses.dataclass
+class _Analysis:
+    """One task's rows compared with its best row (see `_analyse`)."""
+
+    rows: list[_Config]  # display order: complete rows by (tier, validation), then the others likewise
+    best: _Config
+    verdicts: dict[int, stats.Verdict]  # id(config) -> its verdict against the best; the best has none
+    tiers: dict[int, int]
+    intervals: dict[int, tuple[float, float]]  # the row's own interval of its mean test score
+    examples: int  # rows whose sample carries per-example outcomes
+    outcome_problem: str | None  # why outcomes were set aside, if they were
+
+    @property
+    def testable(self) -> bool:
+        """Whether anything could be resampled: some interval or verdict rests on data."""
+        return any(not math.isnan(v.difference.p) for v in self.verdicts.values()) or any(
+            not math.isnan(low) for low, _ in self.intervals.values())
+
+
+def _val_key(config: _Config, better: bool) -> tuple:
+    """Best mean validation score first; rows without one last."""
+    val = config.mean("val_score")
+    return (1, 0.0) if math.isnan(val) else (0, -val if better else val)
+
+
+def _analyse(configs: list[_Config], better: bool, margin: float) -> _Analysis | None:
+    """Best row by mean validation score among the rows with every seed (the test split never picks it);
+    `stats.compare_with_best` for the others, `stats.tiers`, `stats.bootstrap_interval` per row.
+
+    Rows with a failed, diverged or missing seed come after the complete rows, in the order given
+    to `stats.tiers` too, so a tier's reference is always a complete row when there is one.  Where
+    per-example outcomes cannot be paired (splits of different lengths, a score that is not the mean
+    of its outcomes), every row of the task falls back to seeds only, and the note says why."""
+    scored = [c for c in configs if len(c.ok)]
+    if not scored:
+        return None
+    order = sorted(scored, key=lambda c: (not c.complete, _val_key(c, better)))  # stable: grid order on ties
+    keys = [id(c) for c in order]
+    samples = {id(c): c.sample() for c in order}
+    problem = None
+    lengths = {len(o) for s in samples.values() if s.outcomes for o in s.outcomes.values()}
+    if len(lengths) > 1:
+        problem = f"the runs' test outcomes differ in length ({', '.join(str(n) for n in sorted(lengths))} examples)"
+    for attempt in range(2):
+        if problem:
+            samples = {k: stats.Sample(scores=s.scores) for k, s in samples.items()}
+        try:
+            options = dict(higher_is_better=better, margin=margin, alpha=ALPHA, n_boot=N_BOOT, rng_seed=RNG_SEED)
+            tiers = stats.tiers(keys, samples, **options)
+            verdicts = stats.compare_with_best(keys[0], samples, **options)
+            intervals = {k: stats.bootstrap_interval(samples[k], level=LEVEL, n_boot=N_BOOT, rng_seed=RNG_SEED)
+                         for k in keys}
+            break
+        except ValueError as exc:  # outcomes that do not fit their scores
+            if attempt or problem:
+                raise
+            problem = str(exc)
+    position = {k: i for i, k in enumerate(keys)}
+    rows = sorted(order, key=lambda c: (not c.complete, tiers[id(c)], position[id(c)]))
+    return _Analysis(rows=rows, best=order[0], verdicts=verdicts, tiers=tiers, intervals=intervals,
+                     examples=sum(s.outcomes is not None for s in samples.values()), outcome_problem=problem)
+
+
+def _verdict_cell(analysis: _Analysis, config: _Config) -> str:
+    """`best (by val)`, or the verdict with the difference from the best and its 95% interval, in points."""
+    if config is analysis.best:
+        return BEST
+    v = analysis.verdicts[id(config)]
+    d = v.difference
+    if math.isnan(d.diff):
+        return DASH
+    text = f"{v.verdict} {_points(d.diff)}"
+    if not (math.isnan(d.low) or math.isnan(d.high)):
+        text += f" [{_points(d.low)}, {_points(d.high)}]"
+    return text
+
+
+def _interval_cell(analysis: _Analysis, config: _Config) -> str:
+    low, high = analysis.intervals[id(config)]
+    return DASH if math.isnan(low) or math.isnan(high) else f"[{low:.3f}, {high:.3f}]"
 
 
 # --------------------------------------------------------------------------- markdown
@@ -508,57 +726,85 @@ def _pareto_section(configs: list[_Config], prepared: pd.DataFrame, metric: str,
     return lines, {_text(trials["run_id"].iloc[i]) for i in front if "run_id" in trials.columns}
 
 
-def _ranked(configs: list[_Config], better: bool) -> list[_Config]:
-    """Configurations with a finished seed, best mean test score first; no score last; ties in grid order."""
-    scored = [c for c in configs if len(c.finished)]
-    return sorted(scored, key=lambda c: (math.isnan(c.mean("test_score")),
-                                         -c.mean("test_score") if better else c.mean("test_score")))
 
 
-def _versus_best(config: _Config, best: _Config) -> str:
-    """The significance mark: `best`, `≈` (Welch cannot tell it from the best) or `worse`, with p."""
-    if config is best:
-        return "best"
-    same = stats.same_as_best(best.scores(), config.scores(), ALPHA)
-    if same is None:
-        return DASH
-    return f"{SAME if same else 'worse'} (p={_sig(stats.welch(best.scores(), config.scores()).p, 2)})"
+def _outcomes_note(analysis: _Analysis, metric: str) -> str:
+    """How the bootstrap resamples this task, in words."""
+    n = len(analysis.rows)
+    seeds = max(len(c.rows) for c in analysis.rows)
+    rough = f"; with {seeds} seeds, a seeds-only bootstrap is optimistic, so read its verdicts as rough" if seeds < 5 else ""
+    if analysis.outcome_problem:
+        return f"seeds only, as the per-example test outcomes were set aside ({analysis.outcome_problem}){rough}"
+    if analysis.examples == n:
+        return "seeds and test examples (one draw of the test split per resample, shared by the rows compared)"
+    if _per_example(metric) is False:
+        return f"seeds only, as {metric} is not a mean of per-example outcomes{rough}"
+    if analysis.examples == 0:
+        return f"seeds only, as these runs logged no per-example test outcomes (`test_outcomes`){rough}"
+    return ("seeds and test examples where both rows logged per-example test outcomes (`test_outcomes`), "
+            f"seeds only where one did not{rough}")
 
 
-def _seeds_note(configs: list[_Config], metric: str) -> str:
-    ns = sorted({len(c.scores()) for c in configs})
-    if ns and ns[-1] >= 2:
-        return (f"_Test {metric} is the mean over the row's `n` finished seeds ± the half-width of its 95% Student-t "
-                f"interval.  `vs best`: Welch's two-sided t-test of the row's seed scores against the best row's; "
-                f"`{SAME}` means not significantly different from the best at α = {ALPHA} (bold), `worse` means "
-                f"significantly worse; rows with one seed cannot be tested (–)._")
-    return (f"_One seed per row: plain numbers, without an interval or a significance test (list more "
-            f"`training.seeds` in the suite for both)._")
+def _per_example(metric: str) -> bool | None:
+    """Whether the metric is a mean of per-example 0/1 outcomes; None for a metric the harness does not know."""
+    from harness.metrics import METRICS, outcomes
+
+    if metric not in METRICS:
+        return None
+    return outcomes(metric, [0], [0]) is not None
 
 
-def _quality_table(configs: list[_Config], metric: str, better: bool, searched: bool, cells_space: list[str]) -> list[str]:
-    best = configs[0]
-    tested = any(len(c.scores()) >= 2 for c in configs)
+def _stats_note(analysis: _Analysis, metric: str, better: bool, margin: float) -> str:
+    if not analysis.testable:
+        return (f"_One seed per row and no per-example test outcomes: plain numbers, with no interval, no verdict "
+                f"and no tiers (list more `training.seeds` in the suite for them).  Rows are sorted by mean "
+                f"validation {metric}; the test split never picks the order._")
+    others = len(analysis.rows) - 1
+    incomplete = [c for c in analysis.rows if not c.complete]
+    seeds = max(len(c.rows) for c in analysis.rows)
+    points = f"{100 * margin:g}"
+    margin_text = f"±{points} point{'' if points == '1' else 's'}"
+    note = (f"_`{BEST}`: the row with the {'highest' if better else 'lowest'} mean validation {metric} among the rows "
+            f"whose seeds all finished; its test score is reported, and the test split never picks it.  "
+            f"`test {metric}`: mean over the row's finished seeds (`seeds ok`); `95% interval`: percentile bootstrap "
+            f"interval of that mean.  `vs best`: the row's test {metric} minus the best row's, in points "
+            f"(0.01 = 1 point), over the seeds both finished, with its 95% paired-bootstrap interval: the same seeds "
+            f"and test examples are drawn for both rows.  Verdicts: `worse` (or `better`) when the difference's "
+            f"p-value, Holm-corrected over the {others} comparison{'s' if others != 1 else ''} with the best row, is "
+            f"below {ALPHA}; `≈` when its 90% interval lies within {margin_text} (the margin, `--margin {margin:g}`); "
+            f"`inconclusive` otherwise: these data cannot tell.  The bootstrap ({N_BOOT:,} resamples) draws "
+            f"{_outcomes_note(analysis, metric)}.  `tier` 1: the best row and every row not shown worse than it; "
+            f"tier 2: the same among the rest, from the best remaining row by validation; and so on.  Rows sort by "
+            f"tier, then by mean validation {metric}.")
+    if incomplete:
+        note += (f"  Rows with a failed, diverged or missing seed (`seeds ok` below {seeds}) come after every row with "
+                 f"all its seeds, whatever their tier: their mean covers only the seeds that survived.")
+    return note + "_"
+
+
+def _quality_table(analysis: _Analysis, metric: str, better: bool, searched: bool, cells_space: list[str]) -> list[str]:
+    configs = analysis.rows
+    tested = analysis.testable
     note, mixed = _memory_note(configs)
     gpu = any(c.finished["mfu"].notna().any() for c in configs)
-    headers = ["method", "rank", "quant", f"test {metric} {_arrow(better)}", "± 95% CI", "vs best", "n", f"val {metric}",
-               f"forgetting {DOWN}", f"trainable % {DOWN}", "trainable params", f"peak memory (MB) {DOWN} †",
-               f"eval peak memory (MB) {DOWN}", f"tokens/s {UP}"] + ([f"MFU (%) {UP}"] if gpu else []) + [
-               "train time (s)", f"adapter size (MB) {DOWN}"]
+    headers = ["method", "rank", "quant", "tier", f"test {metric} {_arrow(better)}", "95% interval", "vs best",
+               "seeds ok", f"val {metric}", f"forgetting {DOWN}", f"trainable % {DOWN}", "trainable params",
+               f"peak memory (MB) {DOWN} †", f"eval peak memory (MB) {DOWN}", f"tokens/s {UP}"] + (
+               [f"MFU (%) {UP}"] if gpu else []) + ["train time (s)", f"adapter size (MB) {DOWN}"]
     if not tested:
-        headers.remove("± 95% CI")
-        headers.remove("vs best")
+        for h in ("tier", "95% interval", "vs best"):
+            headers.remove(h)
     if searched:
         headers += ["trials", "best hyperparameters"]
     body = []
     for c in configs:
-        summary, mark = c.summary(), _versus_best(c, best)
-        score = _fixed(summary.mean, 3)
-        bold = score != DASH and (c is best or mark.startswith(SAME))
-        row = [c.method, c.rank, c.quant, f"**{score}**" if bold else score]
+        row = [c.method, c.rank, c.quant]
         if tested:
-            row += [_fixed(summary.half_width, 3), mark]
-        row += [str(len(c.finished)), _fixed(c.mean("val_score"), 3), _sig(c.mean("forgetting"), 4),
+            row += [str(analysis.tiers[id(c)]), _fixed(c.mean("test_score"), 3), _interval_cell(analysis, c),
+                    _verdict_cell(analysis, c)]
+        else:
+            row += [_fixed(c.mean("test_score"), 3)]
+        row += [c.seeds_ok(), _fixed(c.mean("val_score"), 3), _sig(c.mean("forgetting"), 4),
                 _sig(100 * c.mean("trainable_frac"), 3), _integer(c.mean("trainable_params")), _memory_cell(c, mixed),
                 _integer(c.mean("eval_peak_memory_mb")), _integer(c.mean("tokens_per_s"))]
         if gpu:
@@ -597,8 +843,9 @@ def _inference_table(configs: list[_Config]) -> list[str]:
     return _table(headers, body) + ["", note]
 
 
-def _task_section(suite: Suite, task, configs: list[_Config], higher: bool | None, searched: bool = False,
-                  pareto: pd.DataFrame | None = None, plots: Mapping[str, str] | None = None) -> tuple[list[str], set]:
+def _task_section(suite: Suite, task, configs: list[_Config], analysis: _Analysis | None, higher: bool | None,
+                  margin: float, searched: bool = False, pareto: pd.DataFrame | None = None,
+                  plots: Mapping[str, str] | None = None) -> tuple[list[str], set]:
     """The task's lines, and the run ids of the Pareto front's trials (when `pareto` holds the runs).
 
     `plots`: kind -> path relative to the leaderboard, embedded under the tables."""
@@ -609,12 +856,11 @@ def _task_section(suite: Suite, task, configs: list[_Config], higher: bool | Non
         lines += [f"_The direction of `{metric}` is unknown to the harness: sorted as if higher is better._", ""]
     if searched:
         lines += [_search_note([c for config in configs for c in config.cells]), ""]
-    scored = _ranked(configs, better)
-    if scored:
+    if analysis is not None:
         space = _space_names(c for config in configs for c in config.cells)
-        lines += [_seeds_note(scored, metric), ""]
-        lines += _quality_table(scored, metric, better, searched, space)
-        lines += ["", f"### Inference cost ({task.name})", "", *_inference_table(scored)]
+        lines += [_stats_note(analysis, metric, better, margin), ""]
+        lines += _quality_table(analysis, metric, better, searched, space)
+        lines += ["", f"### Inference cost ({task.name})", "", *_inference_table(analysis.rows)]
     else:
         lines.append("_No finished runs for this task yet._")
     for kind, path in (plots or {}).items():
@@ -625,63 +871,83 @@ def _task_section(suite: Suite, task, configs: list[_Config], higher: bool | Non
         lines += ["", *front]
     issues = _not_comparable(suite, configs)
     if issues:
-        lines += ["", "**Not comparable** (no row, or fewer seeds in `n`):", "", *issues]
+        lines += ["", "**Not comparable** (no row, or fewer seeds in `seeds ok`):", "", *issues]
     return lines + [""], shown
 
 
-def _overall_section(suite: Suite, configs: list[_Config], higher_by_task: Mapping[str, bool]) -> list[str]:
-    """One row per configuration across tasks: its mean rank (1 = best test score on a task)."""
-    per_task: dict[str, dict[str, float]] = {}
+def _overall_section(suite: Suite, configs: list[_Config], analyses: Mapping[str, _Analysis | None]) -> list[str]:
+    """One row per configuration across tasks: its tier on each task and their mean."""
+    tasks = [t.name for t in suite.tasks]
     rows: dict[str, _Config] = {}
+    tier_of: dict[str, dict[str, _Config]] = {}
     for c in configs:
         rows.setdefault(c.label, c)
-        if len(c.finished):
-            per_task.setdefault(c.cells[0].task, {})[c.label] = c.mean("test_score")
-    ranks = {task: stats.average_ranks(scores, higher_by_task.get(task, True)) for task, scores in per_task.items()}
-    means = stats.mean_ranks(per_task, higher_by_task)
-    if not means:
+    for task in tasks:
+        analysis = analyses.get(task)
+        for c in analysis.rows if analysis is not None else []:
+            tier_of.setdefault(c.label, {})[task] = c
+    if not tier_of:
         return []
-    tasks = [t.name for t in suite.tasks]
-    order = sorted(means, key=lambda label: (-means[label][1], means[label][0]))
-    headers = ["method", "rank", "quant", f"mean rank {DOWN}", "tasks"] + [f"{t} (rank)" for t in tasks]
+    tested = any(a is not None and a.testable for a in analyses.values())
+    labels = [label for label in rows if label in tier_of]
+    means = {label: math.fsum(analyses[t].tiers[id(c)] for t, c in tier_of[label].items()) / len(tier_of[label])
+             for label in labels}
+    first = {label: i for i, label in enumerate(labels)}
+    position = {id(c): i for a in analyses.values() if a is not None for i, c in enumerate(a.rows)}
+    place = {label: math.fsum(position[id(c)] for c in tier_of[label].values()) / len(tier_of[label]) for label in labels}  # mean position in the task tables: breaks ties as those tables do
+    order = sorted(labels, key=lambda label: (-len(tier_of[label]), means[label], place[label], first[label]))
+
+    def tier_cell(task: str, label: str) -> str:
+        c = tier_of[label].get(task)
+        if c is None:
+            return DASH
+        return str(analyses[task].tiers[id(c)]) + ("" if c.complete else f" ({c.seeds_ok()})")
+
+    headers = ["method", "rank", "quant", f"mean tier {DOWN}", "tasks"] + [f"{t} (tier)" for t in tasks]
     body = []
     for label in order:
         c = rows[label]
-        mean, n = means[label]
-        body.append([c.method, c.rank, c.quant, _fixed(mean, 2), f"{n}/{len(tasks)}"]
-                    + [_fixed(ranks.get(t, {}).get(label, math.nan), 1) for t in tasks])
-    return ["## Overall: mean rank over tasks", "",
-            "_Per task, configurations are ranked by mean test score (1 = best; ties share the average rank); this "
-            "table averages each configuration's ranks over the tasks it finished.  Rows that finished fewer tasks "
-            "come last.  Significance is per task, in the tables below._", "", *_table(headers, body), ""]
+        body.append([c.method, c.rank, c.quant, _fixed(means[label], 2), f"{len(tier_of[label])}/{len(tasks)}"]
+                    + [tier_cell(t, label) for t in tasks])
+    note = ("_Per task, rows fall into tiers (see each task's note): tier 1 is the task's best row by validation "
+            "score and every row the paired bootstrap could not show worse than it; tier 2 the same among the rest; "
+            "and so on.  This table averages each configuration's tier over the tasks where it has a row (lower is "
+            "better); rows on fewer tasks come last; equal means go by the rows' mean position in the task tables.  Rows in one tier could not be told "
+            "apart on that task: a tier is not a rank, and a noisy row can sit in tier 1 because nothing showed it "
+            "worse.  A tier marked like (2/3) rests on the seeds that finished there._")
+    if not tested:
+        note = ("_One seed per row and no per-example test outcomes on any task: nothing could be told apart, so "
+                "every row is in tier 1 (list more `training.seeds` in the suite to compare rows)._")
+    return ["## Overall: tiers over tasks", "", note, "", *_table(headers, body), ""]
 
 
-def _plot_points(configs: list[_Config]) -> list:
+def _plot_points(analysis: _Analysis) -> list:
     from harness.plots import PlotPoint
 
     points = []
-    for c in configs:
-        summary = c.summary()
+    for c in analysis.rows:
+        low, high = analysis.intervals[id(c)]
         points.append(PlotPoint(label=c.label, method=c.cells[0].method, rank=c.cells[0].rank, quant=c.quant,
-                                score=summary.mean, score_err=summary.half_width, peak_memory_mb=c.mean("peak_memory_mb"),
-                                trainable_params=c.mean("trainable_params"), tokens_per_s=c.mean("tokens_per_s")))
+                                score=c.mean("test_score"), score_err=math.nan, peak_memory_mb=c.mean("peak_memory_mb"),
+                                trainable_params=c.mean("trainable_params"), tokens_per_s=c.mean("tokens_per_s"),
+                                score_low=low, score_high=high))
     return points
 
 
-def write_plots(suite: Suite, configs: list[_Config], higher_by_task: Mapping[str, bool],
+def write_plots(suite: Suite, analyses: Mapping[str, _Analysis | None], higher_by_task: Mapping[str, bool],
                 out_dir: Path) -> dict[str, dict[str, str]]:
     """Each task's PNG plots under out_dir/plots; task -> kind -> path relative to out_dir."""
     from harness.plots import write_task_plots
 
     written: dict[str, dict[str, str]] = {}
     for task in suite.tasks:
-        mine = _ranked([c for c in configs if c.cells[0].task == task.name], higher_by_task.get(task.name, True))
-        if not mine:
+        analysis = analyses.get(task.name)
+        if analysis is None:
             continue
-        kinds = sorted({k for c in mine for k in c.finished["memory_kind"].dropna()})
+        kinds = sorted({k for c in analysis.rows for k in c.finished["memory_kind"].dropna()})
         memory = f"peak training memory (MB{', ' + kinds[0] if len(kinds) == 1 else ''})"
         paths = write_task_plots(task.name, f"test {task.metric}", higher_by_task.get(task.name, True),
-                                 _plot_points(mine), out_dir / "plots", memory_label=memory)
+                                 _plot_points(analysis), out_dir / "plots", memory_label=memory)
         written[task.name] = {kind: path.relative_to(out_dir).as_posix() for kind, path in paths.items()}
     return written
 
@@ -696,7 +962,8 @@ def _distinct(values: Iterable[Any]) -> list[str]:
 
 
 def _provenance(suite: Suite, used: pd.DataFrame) -> list[str]:
-    """Footer: what produced the numbers, from the runs shown (several values are all listed)."""
+    """Footer: what produced the numbers, from the runs shown (several values are all listed).  Nothing
+    here depends on when the report is made, so rebuilding it from runs.csv gives the same text."""
     def values(column: str) -> list[str]:
         return _distinct(used[column]) if column in used.columns else []
 
@@ -712,8 +979,7 @@ def _provenance(suite: Suite, used: pd.DataFrame) -> list[str]:
     lines.append(line)
     lines.append(f"- suite file: `{_suite_path(suite)}`")
     lines.append(f"- git commit: {show(values('git_commit'))}")
-    packages = sorted((c[len("version."):] for c in used.columns if c.startswith("version.")),
-                      key=lambda p: (p not in FIRST_VERSIONS, FIRST_VERSIONS.index(p) if p in FIRST_VERSIONS else 0, p))
+    packages = [c[len("version."):] for c in _version_columns(used.columns)]
     if packages:
         lines.append("- packages: " + "; ".join(f"{p} {' / '.join(values('version.' + p)) or 'unknown'}" for p in packages))
     else:
@@ -729,22 +995,19 @@ def _provenance(suite: Suite, used: pd.DataFrame) -> list[str]:
     lines.append(f"- forgetting probe fingerprint: {show(values('probe_fingerprint'))}")
     started = pd.to_numeric(used["start_time"], errors="coerce").dropna() if "start_time" in used.columns else pd.Series()
     if len(started):
-        first, last = (datetime.fromtimestamp(t / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M") for t in
+        first, last = (datetime.fromtimestamp(float(t) / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M") for t in
                        (started.min(), started.max()))
         lines.append(f"- runs started: {first} to {last} UTC" if first != last else f"- runs started: {first} UTC")
-    lines.append(f"- report generated: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M')} UTC")
     return lines
 
 
-def build_leaderboard(suite: Suite, cells: list[Cell], runs: pd.DataFrame, metric_higher_is_better: dict[str, bool],
-                      out_dir: Path | None = None) -> str:
-    """The leaderboard as markdown: header, overall ranks, one section per task, provenance footer.
-
-    With `out_dir`, each task's plots are written under out_dir/plots and embedded."""
+def _leaderboard(suite: Suite, cells: list[Cell], table: pd.DataFrame, metric_higher_is_better: Mapping[str, bool],
+                 out_dir: Path | None, margin: float, stale: list[str]) -> str:
+    """The leaderboard of a runs.csv table as `read_runs_csv` reads it (the one code path of every report)."""
     by_task = higher_by_task(suite, metric_higher_is_better)
-    selected = select_runs(cells, runs, by_task)
+    selected = table[table["chosen"]].reset_index(drop=True)
     searched = _searched(suite, cells)
-    pareto = _prepare(runs) if "peak_memory" in suite.search.objectives else None
+    pareto = _prepare(table) if "peak_memory" in suite.search.objectives else None
     n_seeds = len(suite.training.seeds)
     lines = [f"# {suite.name} leaderboard", ""]
     if suite.description:
@@ -753,38 +1016,86 @@ def build_leaderboard(suite: Suite, cells: list[Cell], runs: pd.DataFrame, metri
         f"Model: `{suite.model.describe()}` · task type: {suite.task_type} · "
         f"{n_seeds} seed{'s' if n_seeds != 1 else ''} per configuration",
         "",
-        f"How to read: per task, one row per method × rank × quant, best mean test score first; {UP} higher is "
-        f"better, {DOWN} lower is better; bold marks the best row and those not significantly different from it; "
-        f"costs are means over the `n` finished seeds; failed and n/a configurations are listed under each task "
-        f"with the reason; every run is in `runs.csv` next to this file, and every definition is in the README.",
+        f"How to read: per task, one row per method × rank × quant.  The best row is the one with the best mean "
+        f"validation score (`{BEST}`); every other row shows its test-score difference from it with a 95% interval "
+        f"and a verdict (`worse`, `≈` within the margin, or `inconclusive` when the data cannot tell), and rows are "
+        f"grouped into tiers of rows not shown worse than the tier's first.  {UP} higher is better, {DOWN} lower is "
+        f"better; costs are means over the finished seeds (`seeds ok`); failed and n/a configurations are listed "
+        f"under each task with the reason; every run is in `runs.csv` next to this file, and `python -m harness report "
+        f"{_suite_path(suite)} --from-csv <that runs.csv>` rebuilds this file from it alone; every definition is in "
+        f"the README.",
         "",
     ]
-    configs = _configs(cells, selected)
-    plots = write_plots(suite, configs, by_task, Path(out_dir)) if out_dir is not None else {}
-    lines += _overall_section(suite, configs, by_task)
+    if stale:
+        lines += ["**Stale: runs.csv does not match the suite.**  Rerun the suite (`python -m harness run "
+                  f"{_suite_path(suite)}`) to bring the results up to date.", "", *[f"- {s}" if not s.startswith("  ")
+                                                                                    else s for s in stale], ""]
+    configs = _configs(cells, selected)  # runs_table made one chosen row per cell, in grid order
+    analyses = {task.name: _analyse([c for c in configs if c.task == task.name], by_task.get(task.name, True), margin)
+                for task in suite.tasks}
+    plots = write_plots(suite, analyses, by_task, Path(out_dir)) if out_dir is not None else {}
+    lines += _overall_section(suite, configs, analyses)
     front_ids: set = set()
     for task in suite.tasks:
-        mine = [c for c in configs if c.cells[0].task == task.name]
-        section, shown = _task_section(suite, task, mine, metric_higher_is_better.get(task.metric), searched, pareto,
-                                       plots.get(task.name))
+        mine = [c for c in configs if c.task == task.name]
+        section, shown = _task_section(suite, task, mine, analyses[task.name], metric_higher_is_better.get(task.metric),
+                                       margin, searched, pareto, plots.get(task.name))
         lines += section
         front_ids |= shown
     used_ids = set(selected["run_id"].dropna()) | front_ids
-    used = runs[runs["run_id"].isin(used_ids)] if runs is not None and "run_id" in runs.columns else pd.DataFrame()
+    used = table[table["run_id"].isin(used_ids)]
     lines += _provenance(suite, used)
     return "\n".join(lines) + "\n"
 
 
-def write_report(suite: Suite, cells: list[Cell], runs: pd.DataFrame, out_dir: Path,
-                 metric_higher_is_better: dict[str, bool]) -> Path:
-    """Write out_dir/runs.csv, out_dir/leaderboard.md and out_dir/plots/*.png; returns the leaderboard's path."""
+def build_leaderboard(suite: Suite, cells: list[Cell], runs: pd.DataFrame | None,
+                      metric_higher_is_better: Mapping[str, bool], out_dir: Path | None = None,
+                      margin: float = DEFAULT_MARGIN, stale: list[str] | None = None) -> str:
+    """The leaderboard as markdown: header, overall tiers, one section per task, provenance footer.
+
+    `runs`: MLflow's runs (`harness.track.load_runs`) or a runs.csv read back (`read_runs_csv`).
+    They pass through runs.csv's text first, so both give the same leaderboard.  With `out_dir`,
+    each task's plots are written under out_dir/plots and embedded."""
+    table = runs_table(cells, runs, higher_by_task(suite, metric_higher_is_better))
+    table = read_runs_csv(io.StringIO(to_csv_text(table)))
+    return _leaderboard(suite, cells, table, metric_higher_is_better, out_dir, margin, list(stale or []))
+
+
+def _clear_plots(out_dir: Path) -> None:
+    for old in (out_dir / "plots").glob("*.png"):  # plots of tasks or kinds no longer in the suite must not linger
+        old.unlink()
+
+
+def write_report(suite: Suite, cells: list[Cell], runs: pd.DataFrame | None, out_dir: Path,
+                 metric_higher_is_better: Mapping[str, bool], margin: float = DEFAULT_MARGIN) -> Path:
+    """Write out_dir/runs.csv, then out_dir/leaderboard.md and out_dir/plots/*.png from it (exactly as
+    `report_from_csv` would); returns the leaderboard's path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    runs = runs if runs is not None else pd.DataFrame()
-    select_runs(cells, runs, higher_by_task(suite, metric_higher_is_better)).to_csv(out_dir / "runs.csv", index=False)
-    plots = out_dir / "plots"
-    for old in plots.glob("*.png"):  # plots of tasks or kinds no longer in the suite must not linger
-        old.unlink()
-    board = out_dir / "leaderboard.md"
-    board.write_text(build_leaderboard(suite, cells, runs, metric_higher_is_better, out_dir), encoding="utf-8")
+    table = runs_table(cells, runs, higher_by_task(suite, metric_higher_is_better))
+    (out_dir / "runs.csv").write_bytes(to_csv_text(table).encode("utf-8"))
+    board, _ = report_from_csv(suite, cells, out_dir / "runs.csv", out_dir, metric_higher_is_better, margin)
     return board
+
+
+def report_from_csv(suite: Suite, cells: list[Cell], csv_path: Path, out_dir: Path,
+                    metric_higher_is_better: Mapping[str, bool], margin: float = DEFAULT_MARGIN) -> tuple[Path, list[str]]:
+    """Rebuild out_dir/leaderboard.md and its plots from a runs.csv alone (no MLflow); the CSV is copied
+    there when out_dir is another folder.  Returns the leaderboard's path and why the CSV does not
+    match the suite (empty when it does; the leaderboard then says it is stale).
+
+    Rows are matched to the suite's cells by `cell_id`.  An older runs.csv (one row per cell, no
+    `chosen`) works: each row is then its cell's only run."""
+    csv_path, out_dir = Path(csv_path), Path(out_dir)
+    runs = read_runs_csv(csv_path)
+    if "cell_id" not in runs.columns or "status" not in runs.columns:
+        raise ValueError(f"{csv_path} is not a runs.csv written by `harness report`: it has no cell_id and status columns")
+    stale = stale_lines(cells, runs)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if csv_path.resolve() != (out_dir / "runs.csv").resolve():
+        shutil.copyfile(csv_path, out_dir / "runs.csv")
+    _clear_plots(out_dir)
+    board = out_dir / "leaderboard.md"
+    text = build_leaderboard(suite, cells, runs, metric_higher_is_better, out_dir, margin, stale)
+    board.write_bytes(text.encode("utf-8"))
+    return board, stale

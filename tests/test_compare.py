@@ -63,3 +63,18 @@ def _csv_bad(tmp_path):
     path = tmp_path / "bad.csv"
     pd.DataFrame([{"x": 1}]).to_csv(path, index=False)
     return path
+
+
+def test_only_the_chosen_run_of_each_cell_is_compared(tmp_path):
+    """A runs.csv holds every trial; the trials that did not stand for their cell must not move the mean."""
+    ref = _csv(tmp_path / "ref.csv", [("sent", "lora r4", "lora", 4, "none", 0, "FINISHED", 0.90, 700)])
+    cols = ["task", "config", "method", "rank", "quant", "seed", "status", "chosen", "test_score", "peak_memory_mb"]
+    new = tmp_path / "new.csv"
+    pd.DataFrame([("sent", "lora r4", "lora", 4, "none", 0, "FINISHED", False, 0.10, 700),  # a worse search trial
+                  ("sent", "lora r4", "lora", 4, "none", 0, "FINISHED", True, 0.89, 700),
+                  ("sent", "lora r8", "lora", 8, "none", 0, "FINISHED", False, 0.95, 700)],  # no chosen run: not finished
+                 columns=cols).to_csv(new, index=False)
+    result = compare_runs(new, ref, parse_tolerance("5%"))
+    assert result.regressions == []
+    assert [line for line in result.lines if "lora r4" in line] == ["ok  sent lora r4: test_score 0.9 -> 0.89 (-1.1%)"]
+    assert not any("lora r8" in line for line in result.lines)

@@ -1,18 +1,24 @@
 """The report: hand-made MLflow-like runs in, the markdown and CSV a user reads out.
 
-Assertions are on what a reader sees: the row order, the numbers and `n`, the bold
-best, the arrows, the reasons under each table and the per-run CSV.
+Assertions are on what a reader sees: the row order (best by validation, then tiers),
+the numbers, `seeds ok`, the verdicts against the best row as printed, the arrows,
+the reasons under each table and the per-run CSV.  Where a number comes from the
+bootstrap it is checked against an independent expectation (the normal approximation
+of a binomial difference), not against the code that computed it.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 
 import pandas as pd
 import pytest
 
 from harness.grid import Cell
-from harness.report import METRIC_COLUMNS, build_leaderboard, select_runs, write_report
+from harness.metrics import pack_outcomes
+from harness.report import (METRIC_COLUMNS, build_leaderboard, read_runs_csv, report_from_csv, runs_table,
+                            select_runs, write_report)
 from harness.suite import SearchParam, SearchSpec, parse_suite
 
 T0 = 1_780_000_000_000  # ms since epoch
@@ -94,9 +100,23 @@ def suite():
     return make_suite()
 
 
+N = 400  # test examples of the runs that log per-example outcomes
+
+
+def graded(correct, n: int = N) -> dict:
+    """test_score and test_outcomes of a run that got exactly the examples in `correct` right."""
+    right = set(correct)
+    return {"test_score": len(right) / n, "test_outcomes": pack_outcomes([i in right for i in range(n)])}
+
+
+def points(text: str) -> list[float]:
+    """The numbers of a `vs best` cell: 'worse −10.0 [−12.9, −7.1]' -> [-10.0, -12.9, -7.1]."""
+    return [float(x) for x in re.findall(r"[-+]?\d+\.\d", text.replace("−", "-"))]
+
+
 @pytest.fixture
 def three_configs(suite):
-    """full (mean 0.75), lora r4 (mean 0.90), lora r8 (0.80 on one seed, the other failed)."""
+    """full (val 0.75, test 0.75), lora r4 (val 0.5, test 0.90), lora r8 (test 0.80 on one seed, the other failed)."""
     full = [cell(suite, "full", None, seed=s) for s in (0, 1)]
     r4 = [cell(suite, "lora", 4, seed=s) for s in (0, 1)]
     r8 = [cell(suite, "lora", 8, seed=s) for s in (0, 1)]
@@ -110,90 +130,175 @@ def three_configs(suite):
     return cells, runs
 
 
-def test_rows_best_first_with_seed_mean_n_and_bold(suite, three_configs):
-    cells, runs = three_configs
-    rows = table(build_leaderboard(suite, cells, runs, ACC))
-    col = score_col(rows[0])
-    assert [(r["method"], r["rank"], r["quant"]) for r in rows] == [("lora", "4", "none"), ("lora", "8", "none"),
-                                                                    ("full", "-", "none")]
-    # full (0.70, 0.80) cannot be told from lora r4 (0.88, 0.92) with two seeds each: bold too
-    assert [r[col] for r in rows] == ["**0.900**", "0.800", "**0.750**"]
-    assert [r["vs best"] for r in rows][:2] == ["best", "–"]  # one seed: not testable
-    assert rows[2]["vs best"].startswith("≈ (p=")
-    assert [r["n"] for r in rows] == ["2", "1", "2"]  # the failed seed of r8 is not averaged in
-    assert rows[2]["val accuracy"] == "0.750"
-    assert rows[1]["± 95% CI"] == "–"
-    assert rows[0]["trainable params"] == "2,000"
+def test_the_best_row_is_the_best_by_validation_not_by_test():
+    """B has the better test score, A the better validation score: A is the best row, and B is shown
+    better than it on test rather than promoted (the test split never picks)."""
+    suite = make_suite(seeds=(0, 1, 2))
+    a = [cell(suite, "lora", 4, seed=s) for s in (0, 1, 2)]
+    b = [cell(suite, "lora", 8, seed=s) for s in (0, 1, 2)]
+    runs = pd.DataFrame([run(c, f"a{c.seed}", val_score=0.90, **graded(range(320))) for c in a]
+                        + [run(c, f"b{c.seed}", val_score=0.80, **graded(range(340))) for c in b])
+    rows = table(build_leaderboard(suite, a + b, runs, ACC))
+    assert [(r["rank"], r["test accuracy ↑"], r["val accuracy"], r["vs best"].split(" [")[0]) for r in rows] == [
+        ("4", "0.800", "0.900", "best (by val)"), ("8", "0.850", "0.800", "better +5.0")]
+    assert "**" not in build_leaderboard(suite, a + b, runs, ACC)  # nothing is bold any more
 
 
-def test_interval_and_significance_match_scipy(suite):
-    from scipy import stats as sps
-
-    best_scores, close_scores, far_scores = (0.90, 0.91, 0.92), (0.89, 0.905, 0.915), (0.70, 0.71, 0.72)
+@pytest.fixture
+def verdict_rows():
+    """Four rows, 3 seeds each, scored on the same 400 test examples (every seed alike, so only the test
+    split is noise).  lora r8 has the best validation score; r4 gets 40 fewer examples right (a subset of
+    r8's), r2 exactly r8's, r1 misses 12 of r8's and gets 8 others: 1 point lower, on 20 disagreements."""
+    suite = make_suite(seeds=(0, 1, 2))
+    right = {8: range(320), 4: range(280), 2: range(320), 1: set(range(12, 320)) | set(range(320, 328))}
+    val = {8: 0.90, 4: 0.85, 2: 0.80, 1: 0.75}
     cells, rows = [], []
-    for name, rank, scores in (("lora", 4, best_scores), ("lora", 8, close_scores), ("lora", 16, far_scores)):
-        for seed, score in enumerate(scores):
-            c = cell(suite, name, rank, seed=seed)
+    for rank in (1, 2, 4, 8):
+        for seed in (0, 1, 2):
+            c = cell(suite, "lora", rank, seed=seed)
             cells.append(c)
-            rows.append(run(c, f"{rank}-{seed}", test_score=score))
-    board = build_leaderboard(make_suite(seeds=(0, 1, 2)), cells, pd.DataFrame(rows), ACC)
+            rows.append(run(c, f"r{rank}s{seed}", val_score=val[rank], **graded(right[rank])))
+    return suite, cells, pd.DataFrame(rows)
+
+
+def test_verdicts_as_a_reader_sees_them(verdict_rows):
+    suite, cells, runs = verdict_rows
+    board = build_leaderboard(suite, cells, runs, ACC)
     by_rank = {r["rank"]: r for r in table(board)}
-    low, high = sps.t.interval(0.95, 2, loc=sum(best_scores) / 3, scale=sps.sem(best_scores))
-    assert by_rank["4"]["± 95% CI"] == f"{(high - low) / 2:.3f}"
-    p_close = sps.ttest_ind(best_scores, close_scores, equal_var=False).pvalue
-    p_far = sps.ttest_ind(best_scores, far_scores, equal_var=False).pvalue
-    assert p_close >= 0.05 > p_far
-    assert by_rank["8"]["vs best"] == f"≈ (p={p_close:.2g})" and by_rank["8"]["test accuracy ↑"].startswith("**")
-    assert by_rank["16"]["vs best"].startswith("worse (p=") and not by_rank["16"]["test accuracy ↑"].startswith("**")
-    assert "Welch's two-sided t-test" in board and "95% Student-t interval" in board
+    assert by_rank["8"]["vs best"] == "best (by val)"
+    worse, same, unsure = by_rank["4"]["vs best"], by_rank["2"]["vs best"], by_rank["1"]["vs best"]
+    assert same == "≈ 0.0 [0.0, 0.0]"  # identical answers: no difference at all
+    assert re.fullmatch(r"worse −10\.0 \[−\d+\.\d, −\d+\.\d\]", worse), worse
+    assert re.fullmatch(r"inconclusive −1\.0 \[−\d\.\d, \+\d\.\d\]", unsure), unsure
+    # the intervals agree with the normal approximation of a paired difference of proportions:
+    # sd = sqrt((d/n - diff^2) / n) with d disagreements; 95% = diff ± 1.96 sd
+    for text, diff, disagree in ((worse, -0.10, 40), (unsure, -0.01, 20)):
+        sd = math.sqrt((disagree / N - diff**2) / N)
+        _, low, high = points(text)
+        assert low == pytest.approx(100 * (diff - 1.96 * sd), abs=0.5) and high == pytest.approx(100 * (diff + 1.96 * sd), abs=0.5)
+    assert by_rank["4"]["seeds ok"] == "3/3" and by_rank["4"]["test accuracy ↑"] == "0.700"
+    assert "Holm-corrected over the 3 comparisons with the best row" in board
+    assert "within ±1 point (the margin, `--margin 0.01`)" in board
+    assert "draws seeds and test examples" in board
 
 
-def test_one_seed_gives_plain_numbers_and_says_so():
+def test_rows_sort_by_tier_then_validation(verdict_rows):
+    """r4 has a better validation score than r2 and r1 but is shown worse than the best: tier 2, after them."""
+    suite, cells, runs = verdict_rows
+    rows = table(build_leaderboard(suite, cells, runs, ACC))
+    assert [(r["rank"], r["tier"]) for r in rows] == [("8", "1"), ("2", "1"), ("1", "1"), ("4", "2")]
+
+
+def test_the_margin_decides_what_counts_as_the_same(verdict_rows):
+    """A row 0.5 points below the best on 2 of 400 examples: its 90% interval reaches past −1 point
+    (inconclusive at the default margin) but lies within ±3 points."""
+    suite, cells, runs = verdict_rows
+    runs = runs.copy()
+    for seed in (0, 1, 2):
+        i = runs.index[runs["run_id"] == f"r1s{seed}"][0]
+        for k, v in graded(range(2, 320)).items():
+            runs.loc[i, k] = v
+    default = {r["rank"]: r["vs best"] for r in table(build_leaderboard(suite, cells, runs, ACC))}
+    wide_board = build_leaderboard(suite, cells, runs, ACC, margin=0.03)
+    wide = {r["rank"]: r["vs best"] for r in table(wide_board)}
+    assert default["1"].startswith("inconclusive −0.5 [") and wide["1"].startswith("≈ −0.5 [")
+    assert "within ±3 points (the margin, `--margin 0.03`)" in wide_board
+    assert wide["4"].startswith("worse −10.0")  # a real difference stays one
+
+
+def test_a_row_with_a_diverged_seed_sorts_last_and_says_2_of_3():
+    suite = make_suite(seeds=(0, 1, 2))
+    steady = [cell(suite, "lora", 4, seed=s) for s in (0, 1, 2)]
+    shaky = [cell(suite, "lora", 16, seed=s) for s in (0, 1, 2)]
+    plain = [cell(suite, "full", None, seed=s) for s in (0, 1, 2)]
+    runs = pd.DataFrame(
+        [run(c, f"s{c.seed}", val_score=0.80, **graded(range(320))) for c in steady]
+        + [run(c, f"p{c.seed}", val_score=0.70, **graded(range(318))) for c in plain]
+        + [run(c, f"k{c.seed}", val_score=0.99, **graded(range(390))) for c in shaky[:2]]  # the best val and test...
+        + [run(shaky[2], "k2", outcome="diverged", val_score=math.nan, test_score=math.nan,
+               error="loss became nan at step 40")])  # ...on the two seeds that survived
+    board = build_leaderboard(suite, steady + shaky + plain, runs, ACC)
+    rows = table(board)
+    assert [(r["method"], r["rank"], r["seeds ok"]) for r in rows] == [("lora", "4", "3/3"), ("full", "-", "3/3"),
+                                                                       ("lora", "16", "2/3")]
+    assert rows[0]["vs best"] == "best (by val)"  # not the shaky row, whose mean covers 2 seeds
+    assert rows[2]["test accuracy ↑"] == "0.975" and rows[2]["vs best"].startswith("better +17.5")
+    assert "come after every row with all its seeds" in board
+    assert "- `lora` rank 16, quant none: diverged (seed 2) — loss became nan at step 40" in board
+    overall = {r["rank"]: r["sent (tier)"] for r in table(board, header="mean tier")}
+    assert overall == {"4": "1", "-": "1", "16": "1 (2/3)"}
+
+
+def test_the_row_interval_is_the_bootstrap_of_its_mean():
+    suite = make_suite(seeds=(0, 1, 2))
+    one = cell(suite, "lora", 4)
+    three = [cell(suite, "lora", 8, seed=s) for s in (0, 1, 2)]
+    runs = pd.DataFrame([run(one, "one", val_score=0.9, **graded(range(352)))]
+                        + [run(c, f"t{c.seed}", val_score=0.5, test_score=0.90 + c.seed / 100) for c in three])
+    by_rank = {r["rank"]: r for r in table(build_leaderboard(suite, [one, *three], runs, ACC))}
+    # one seed, 400 examples at 0.88: the binomial 95% interval 0.88 ± 1.96 sqrt(0.88 0.12 / 400) = ±0.032
+    low, high = (float(x) for x in by_rank["4"]["95% interval"].strip("[]").split(", "))
+    assert low == pytest.approx(0.848, abs=0.006) and high == pytest.approx(0.912, abs=0.006)
+    # three seeds, no outcomes: the mean of 3 draws is the lowest (all draws 0.90) with probability 1/27 > 2.5%
+    assert by_rank["8"]["95% interval"] == "[0.900, 0.920]"
+    assert by_rank["4"]["seeds ok"] == "1/1" and by_rank["8"]["seeds ok"] == "3/3"
+
+
+def test_one_seed_without_outcomes_gives_plain_numbers_and_says_so():
     suite = make_suite(seeds=(0,))
     a, b = cell(suite, "lora", 4), cell(suite, "lora", 8)
-    board = build_leaderboard(suite, [a, b], pd.DataFrame([run(a, "a", test_score=0.9), run(b, "b", test_score=0.8)]), ACC)
+    runs = pd.DataFrame([run(a, "a", test_score=0.9, val_score=0.6), run(b, "b", test_score=0.8, val_score=0.7)])
+    board = build_leaderboard(suite, [a, b], runs, ACC)
     header = table_rows(board)[0]
-    assert "± 95% CI" not in header and "vs best" not in header
-    assert "One seed per row: plain numbers, without an interval or a significance test" in board
+    assert "95% interval" not in header and "vs best" not in header and "tier" not in header
+    assert "One seed per row and no per-example test outcomes: plain numbers" in board
+    assert [r["rank"] for r in table(board)] == ["8", "4"]  # by validation score
 
 
-def test_overall_table_is_the_mean_rank_over_tasks():
+def test_overall_table_is_the_mean_tier_over_tasks():
     suite = make_suite(tasks=(("sent", "accuracy"), ("topic", "accuracy")), seeds=(0,))
+    plan = {  # (task, rank): (val, examples right of 400)
+        ("sent", 4): (0.9, range(360)), ("sent", 8): (0.8, range(300)), ("sent", 16): (0.7, range(360)),
+        ("topic", 4): (0.5, range(200)), ("topic", 8): (0.7, range(280))}
     cells, rows = [], []
-    scores = {("sent", 4): 0.9, ("sent", 8): 0.8, ("sent", 16): 0.8, ("topic", 4): 0.5, ("topic", 8): 0.7}
-    for (task, rank), score in scores.items():
+    for (task, rank), (val, right) in plan.items():
         c = cell(suite, "lora", rank, task=task)
         cells.append(c)
-        rows.append(run(c, f"{task}{rank}", test_score=score))
+        rows.append(run(c, f"{task}{rank}", val_score=val, **graded(right)))
     cells.append(cell(suite, "lora", 16, task="topic"))  # not run on topic
-    overall = table(build_leaderboard(suite, cells, pd.DataFrame(rows), ACC), header="mean rank")
-    assert [(r["rank"], r["mean rank ↓"], r["tasks"], r["sent (rank)"], r["topic (rank)"]) for r in overall] == [
-        ("4", "1.50", "2/2", "1.0", "2.0"), ("8", "1.75", "2/2", "2.5", "1.0"), ("16", "2.50", "1/2", "2.5", "–")]
+    board = build_leaderboard(suite, cells, pd.DataFrame(rows), ACC)
+    overall = table(board, header="mean tier")
+    assert [(r["rank"], r["mean tier ↓"], r["tasks"], r["sent (tier)"], r["topic (tier)"]) for r in overall] == [
+        ("4", "1.50", "2/2", "1", "2"), ("8", "1.50", "2/2", "2", "1"), ("16", "1.00", "1/2", "1", "–")]
+    assert "## Overall: tiers over tasks" in board and "a tier is not a rank" in board
 
 
 def test_headers_carry_units_and_arrows(suite, three_configs):
     cells, runs = three_configs
     header = table_rows(build_leaderboard(suite, cells, runs, ACC))[0]
-    for name in ("method", "rank", "quant", "test accuracy ↑", "val accuracy", "forgetting ↓", "trainable % ↓",
-                 "trainable params", "tokens/s ↑", "train time (s)", "adapter size (MB) ↓", "n"):
+    for name in ("method", "rank", "quant", "tier", "test accuracy ↑", "95% interval", "vs best", "seeds ok",
+                 "val accuracy", "forgetting ↓", "trainable % ↓", "trainable params", "tokens/s ↑", "train time (s)",
+                 "adapter size (MB) ↓"):
         assert name in header
-    assert any(h.startswith("peak memory (MB) ↓") for h in header)
+    assert any(h.startswith("peak memory (MB) ↓") for h in header) and "n" not in header
 
 
-def test_lower_is_better_flips_order_arrow_and_bold(suite, three_configs):
+def test_lower_is_better_flips_order_and_arrow(suite, three_configs):
     cells, runs = three_configs
     board = build_leaderboard(suite, cells, runs, {"accuracy": False})
     rows = table(board)
     assert "test accuracy ↓" in rows[0]
-    assert [(r["method"], r["rank"]) for r in rows] == [("full", "-"), ("lora", "8"), ("lora", "4")]
-    assert rows[0]["test accuracy ↓"] == "**0.750**" and rows[0]["vs best"] == "best"
+    # lowest validation score among the rows with both seeds: lora r4 (0.5); lora r8 lost a seed: last
+    assert [(r["method"], r["rank"], r["vs best"].split(" ")[0]) for r in rows][0] == ("lora", "4", "best")
+    assert [r["rank"] for r in rows] == ["4", "-", "8"]
+    assert "the lowest mean validation accuracy" in board
 
 
 def test_unknown_metric_direction_is_said(suite, three_configs):
     cells, runs = three_configs
     board = build_leaderboard(suite, cells, runs, {})
     assert "direction of `accuracy` is unknown" in board
-    assert table(board)[0]["method"] == "lora"
+    assert table(board)[0]["method"] == "full"  # the best validation score as if higher were better
 
 
 def test_not_comparable_lists_na_failed_and_not_run(suite, three_configs):
@@ -234,30 +339,82 @@ def test_latest_finished_run_wins_over_older_and_over_later_failure(suite):
     assert chosen["test_score"].iloc[0] == 0.9 and pd.isna(chosen["error"].iloc[0])
     assert chosen["error"].iloc[1] == "second failure"
     board = build_leaderboard(make_suite(seeds=(0, 1, 2)), [a, b, c], runs, ACC)
-    assert table(board)[0]["test accuracy ↑"] == "**0.900**" and table(board)[0]["n"] == "1"
+    assert table(board)[0]["test accuracy ↑"] == "0.900" and table(board)[0]["seeds ok"] == "1/3"
     assert "failed (seed 1) — second failure" in board and "first failure" not in board
     assert "running (seed 2)" in board
 
 
-def test_runs_csv_one_row_per_cell_in_grid_order(tmp_path, suite, three_configs):
+def test_runs_csv_holds_every_run_in_grid_order_and_marks_the_chosen(tmp_path, suite, three_configs):
     cells, runs = three_configs
     na = cell(suite, "full", None, "nf4", na="full does not support quant nf4")
     never = cell(suite, "lora", 16)
     cells = [cells[0], na, *cells[1:], never]
-    runs = pd.concat([runs, pd.DataFrame([{"run_id": "stranger", "status": "FINISHED", "cell_id": "not-in-grid"}])])
+    runs = pd.concat([runs, pd.DataFrame([{"run_id": "stranger", "status": "FINISHED", "cell_id": "not-in-grid"},
+                                          run(cells[0], "f0-older", t=-5, test_score=0.1, val_score=0.1)])])
     board = write_report(suite, cells, runs, tmp_path / "out" / "rep-test", ACC)
     assert board == tmp_path / "out" / "rep-test" / "leaderboard.md" and board.read_text().startswith("# rep-test leaderboard")
     csv = pd.read_csv(board.parent / "runs.csv")
-    assert list(csv["cell_id"]) == [c.id for c in cells]
-    assert list(csv.columns[:9]) == ["cell_id", "task", "method", "rank", "quant", "seed", "status", "error", "run_id"]
-    assert set(METRIC_COLUMNS) | {"memory_kind", "device"} <= set(csv.columns)
-    assert list(csv["status"]) == ["FINISHED", "not applicable", "FINISHED", "FINISHED", "FINISHED", "FINISHED", "FAILED", "not run"]
-    assert list(csv["run_id"].fillna("")) == ["f0", "", "f1", "a0", "a1", "b0", "b1", ""]
-    assert csv.loc[1, "error"] == "full does not support quant nf4"
-    assert csv.loc[6, "error"].startswith("RuntimeError: CUDA out of memory")
-    assert pd.isna(csv.loc[0, "rank"]) and csv.loc[3, "rank"] == 4 and list(csv["seed"][:3]) == [0, 0, 1]
-    assert csv.loc[3, "test_score"] == pytest.approx(0.88) and csv.loc[3, "memory_kind"] == "cpu_rss"
+    assert list(csv.columns[:11]) == ["cell_id", "task", "method", "rank", "quant", "seed", "status", "error", "run_id",
+                                      "config", "chosen"]
+    assert set(METRIC_COLUMNS) | {"memory_kind", "device", "lr", "head_lr", "representation_drift", "slot",
+                                  "search_from", "test_outcomes", "start_time", "version.torch"} <= set(csv.columns)
+    assert list(csv["run_id"].fillna("")) == ["f0-older", "f0", "", "f1", "a0", "a1", "b0", "b1", ""]
+    assert list(csv["chosen"]) == [False, True, True, True, True, True, True, True, True]
+    assert list(csv["status"]) == ["FINISHED", "FINISHED", "not applicable", "FINISHED", "FINISHED", "FINISHED",
+                                   "FINISHED", "FAILED", "not run"]
+    assert list(csv["cell_id"].drop_duplicates()) == [c.id for c in cells]
+    assert csv.loc[2, "error"] == "full does not support quant nf4"
+    assert csv.loc[7, "error"].startswith("RuntimeError: CUDA out of memory")
+    assert pd.isna(csv.loc[0, "rank"]) and csv.loc[4, "rank"] == 4 and list(csv["seed"][:4]) == [0, 0, 0, 1]
+    assert csv.loc[4, "test_score"] == pytest.approx(0.88) and csv.loc[4, "memory_kind"] == "cpu_rss"
     assert "stranger" not in set(csv["run_id"].dropna())
+    assert table(board.read_text())[0]["test accuracy ↑"] == "0.750"  # the older run of f0's cell is not in the mean
+
+
+def test_the_leaderboard_is_rebuilt_byte_for_byte_from_runs_csv(tmp_path, searched):
+    """What the report shows is all in runs.csv, and reads back the same: a commit that looks like a number,
+    floats that need 17 digits, an error over two lines, hyperparameters as JSON."""
+    suite, cells, runs = searched
+    runs = runs.copy()
+    runs["git_commit"] = "20712e2"
+    runs["data_fingerprint"] = "0123456789012345"
+    runs.loc[runs["run_id"] == "a01", "test_score"] = 1 / 3
+    runs.loc[runs["run_id"] == "a12", "error"] = "ValueError: bad\nsecond line, with a comma"
+    board = write_report(suite, cells, runs, tmp_path / "first", ACC)
+    again, stale = report_from_csv(suite, cells, board.parent / "runs.csv", tmp_path / "second", ACC)
+    assert stale == []
+    assert again.read_text() == board.read_text()
+    text = board.read_text()
+    assert "git commit: `20712e2`" in text and "sent `0123456789012345`" in text and "report generated" not in text
+    assert build_leaderboard(suite, cells, runs, ACC) == build_leaderboard(suite, cells, runs, ACC)  # no clock, no chance
+    table_ = read_runs_csv(board.parent / "runs.csv")
+    assert (runs_table(cells, table_).to_csv(index=False, lineterminator="\n")
+            == (board.parent / "runs.csv").read_text())  # runs.csv is its own input
+
+
+def test_an_older_runs_csv_without_chosen_still_rebuilds(tmp_path, suite, three_configs):
+    cells, runs = three_configs
+    chosen = select_runs(cells, runs)
+    old = chosen[["cell_id", "task", "method", "rank", "quant", "seed", "status", "error", "run_id", "config",
+                  "val_score", "test_score", "memory_kind", "device", "trials", "git_commit"]]
+    old.to_csv(tmp_path / "old.csv", index=False)
+    board, stale = report_from_csv(suite, cells, tmp_path / "old.csv", tmp_path / "out", ACC)
+    assert stale == []
+    rows = table(board.read_text())
+    assert [(r["method"], r["rank"], r["seeds ok"]) for r in rows] == [("full", "-", "2/2"), ("lora", "4", "2/2"),
+                                                                       ("lora", "8", "1/2")]
+
+
+def test_a_runs_csv_of_other_cells_is_called_stale(tmp_path, suite, three_configs):
+    cells, runs = three_configs
+    write_report(suite, cells, runs, tmp_path, ACC)
+    board, stale = report_from_csv(suite, cells[:4], tmp_path / "runs.csv", tmp_path / "again", ACC)
+    assert stale[0].startswith("2 row(s) of runs.csv belong to no cell of the suite")
+    assert any(f"cell `{cells[4].id}` (sent lora r8, seed 0), status FINISHED" in s for s in stale)
+    text = board.read_text()
+    assert "**Stale: runs.csv does not match the suite.**" in text and cells[5].id in text
+    board, stale = report_from_csv(suite, cells + [cell(suite, "lora", 16)], tmp_path / "runs.csv", tmp_path / "more", ACC)
+    assert stale == ["1 cell(s) of the suite have no row in runs.csv: sent/lora r16 seed0"]
 
 
 def test_no_runs_at_all(tmp_path, suite):
@@ -275,12 +432,13 @@ def test_header_and_provenance_footer(suite, three_configs):
     board = build_leaderboard(suite, cells, runs, ACC)
     head, footer = board.split("## sent (accuracy)")[0], board.split("## Provenance")[1]
     assert head.startswith("# rep-test leaderboard\n") and "Report test suite." in head
-    assert suite.model.describe() in head and "runs.csv" in head and "↑" in head and "`n`" in head
+    assert suite.model.describe() in head and "runs.csv" in head and "↑" in head and "`seeds ok`" in head
+    assert "best mean validation score" in head and "--from-csv <that runs.csv>` rebuilds this file" in head
     assert "`abc1234`, `def5678`" in footer  # several commits: all listed
     assert "`cpu (2 cores)`, `cuda:0 NVIDIA H100`" in footer
     assert "torch 2.13.0; transformers 5.23.0; peft 0.21.0; bitsandbytes 0.50.0" in footer
     assert f"now has `{suite.fingerprint()}`" in footer  # the runs' fingerprint "fp" differs from the file's
-    assert re.search(r"report generated: \d{4}-\d\d-\d\d \d\d:\d\d UTC", footer)
+    assert "- runs started: 2026-05-28 20:26 UTC" in footer and "report generated" not in footer
 
 
 def test_number_formats_and_memory_footnote(suite):
@@ -290,7 +448,7 @@ def test_number_formats_and_memory_footnote(suite):
                              adapter_bytes=1_234_567.0, train_time_s=12.345)])
     board = build_leaderboard(make_suite(seeds=(0,)), [c], runs, ACC)
     row = table(board)[0]
-    assert row["test accuracy ↑"] == "**0.877**"
+    assert row["test accuracy ↑"] == "0.877"
     assert row["forgetting ↓"] == "0.0001235"
     assert row["trainable % ↓"] == "0.0457"
     assert row["trainable params"] == "1,234,567"
@@ -316,18 +474,18 @@ def test_one_section_per_task_with_its_own_metric(tmp_path):
     runs = pd.DataFrame([run(a, "a", test_score=0.6), run(b, "b", test_score=0.3)])
     board = build_leaderboard(suite, [a, b], runs, {"accuracy": True, "exact_match": False})
     sent, copy = board.split("## sent (accuracy)")[1].split("## copy (exact_match)")
-    assert table(sent)[0]["test accuracy ↑"] == "**0.600**"
-    assert table(copy.split("## Provenance")[0])[0]["test exact_match ↓"] == "**0.300**"
+    assert table(sent)[0]["test accuracy ↑"] == "0.600"
+    assert table(copy.split("## Provenance")[0])[0]["test exact_match ↓"] == "0.300"
 
 
 def test_grid_entries_sharing_method_rank_quant_stay_apart(suite):
     slow = [cell(suite, "lora", 4, seed=s) for s in (0, 1)]
     fast = [cell(suite, "lora", 4, seed=s, lr=1e-2) for s in (0, 1)]
-    runs = pd.DataFrame([run(slow[0], "s0", test_score=0.6), run(slow[1], "s1", test_score=0.6),
-                         run(fast[0], "f0", test_score=0.9), run(fast[1], "f1", test_score=0.9)])
+    runs = pd.DataFrame([run(slow[0], "s0", test_score=0.6, val_score=0.6), run(slow[1], "s1", test_score=0.6, val_score=0.6),
+                         run(fast[0], "f0", test_score=0.9, val_score=0.9), run(fast[1], "f1", test_score=0.9, val_score=0.9)])
     rows = table(build_leaderboard(suite, slow + fast, runs, ACC))
-    assert [(r["method"], r["test accuracy ↑"], r["n"]) for r in rows] == [
-        ("lora (lr=0.01)", "**0.900**", "2"), ("lora (lr=0.0001)", "0.600", "2")]
+    assert [(r["method"], r["test accuracy ↑"], r["seeds ok"]) for r in rows] == [
+        ("lora (lr=0.01)", "0.900", "2/2"), ("lora (lr=0.0001)", "0.600", "2/2")]
 
 
 # --------------------------------------------------------------------------- search: several trials per cell
@@ -340,9 +498,9 @@ def test_best_validation_score_beats_a_later_run_with_a_worse_one(suite):
                          run(a, "latest-failed", t=3, status="FAILED", error="boom")])
     one = make_suite(seeds=(0,))
     assert list(select_runs([a], runs)["run_id"]) == ["good-val"]
-    assert table(build_leaderboard(one, [a], runs, ACC))[0]["test accuracy ↑"] == "**0.600**"  # never picked by test
+    assert table(build_leaderboard(one, [a], runs, ACC))[0]["test accuracy ↑"] == "0.600"  # never picked by test
     # a metric where lower is better: the lower validation score wins
-    assert table(build_leaderboard(one, [a], runs, {"accuracy": False}))[0]["test accuracy ↓"] == "**0.950**"
+    assert table(build_leaderboard(one, [a], runs, {"accuracy": False}))[0]["test accuracy ↓"] == "0.950"
 
 
 def test_equal_validation_scores_go_to_the_latest_run(suite):
@@ -351,7 +509,7 @@ def test_equal_validation_scores_go_to_the_latest_run(suite):
                          run(a, "last", t=3, val_score=0.8, test_score=0.3),
                          run(a, "middle", t=2, val_score=0.8, test_score=0.2)])
     assert list(select_runs([a], runs)["run_id"]) == ["last"]
-    assert table(build_leaderboard(make_suite(seeds=(0,)), [a], runs, ACC))[0]["test accuracy ↑"] == "**0.300**"
+    assert table(build_leaderboard(make_suite(seeds=(0,)), [a], runs, ACC))[0]["test accuracy ↑"] == "0.300"
 
 
 @pytest.fixture
@@ -385,21 +543,24 @@ def test_search_adds_the_trial_sentence_and_columns(searched):
     assert ("Each row is the best of 3 trials per cell by validation score (searched: lr, settings.alpha); "
             "the test score is that trial's.") in section.split("|")[0]  # under the heading, above the table
     rows = table(board)
-    assert [(r["method"], r["rank"], r["test accuracy ↑"].strip("*"), r["n"]) for r in rows] == [
-        ("lora", "4", "0.900", "2"), ("lora", "8", "0.750", "2")]  # the best-val trial's test scores, averaged
+    assert [(r["method"], r["rank"], r["test accuracy ↑"], r["seeds ok"]) for r in rows] == [
+        ("lora", "4", "0.900", "2/2"), ("lora", "8", "0.750", "2/2")]  # the best-val trial's test scores, averaged
     assert [r["trials"] for r in rows] == ["5/6", "6/6"]
     assert rows[0]["best hyperparameters"] == "lr=1.2e-03, alpha=16"
     assert rows[1]["best hyperparameters"] == "lr=1.2e-03 / 3.0e-04, alpha=16"  # seeds chose different lr
 
 
-def test_trials_and_search_values_reach_runs_csv(tmp_path, searched):
+def test_every_trial_and_its_search_values_reach_runs_csv(tmp_path, searched):
     suite, cells, runs = searched
     write_report(suite, cells, runs, tmp_path, ACC)
     csv = pd.read_csv(tmp_path / "runs.csv")
-    assert list(csv["run_id"]) == ["a01", "a10", "b00", "b10"]
-    assert list(csv["trials"]) == [3, 2, 3, 3]
-    assert csv.loc[0, "search_values"] == '{"lr": 0.0012, "settings.alpha": 16}'
-    assert csv.loc[3, "search_values"] == '{"lr": 0.0003, "settings.alpha": 16}'
+    assert list(csv["run_id"]) == [f"{x}{s}{k}" for x in "ab" for s in "01" for k in "012"]  # by start time per cell
+    assert list(csv.loc[csv["chosen"], "run_id"]) == ["a01", "a10", "b00", "b10"]
+    assert list(csv.loc[csv["chosen"], "trials"]) == [3, 2, 3, 3]
+    assert list(csv["slot"][:3]) == [f"{cells[0].id}/{k}" for k in range(3)]
+    assert csv.loc[1, "search_values"] == '{"lr": 0.0012, "settings.alpha": 16}'
+    assert csv.loc[9, "search_values"] == '{"lr": 0.0003, "settings.alpha": 16}'
+    assert csv.loc[5, "status"] == "FAILED" and csv.loc[5, "error"] == "RuntimeError: boom"
 
 
 def test_a_rerun_slot_counts_once():
@@ -437,14 +598,16 @@ def test_diverged_run_shows_as_diverged_with_its_error(tmp_path):
     ])
     write_report(suite, [a, b], runs, tmp_path, ACC)
     csv = pd.read_csv(tmp_path / "runs.csv")
-    assert list(csv["status"]) == ["DIVERGED", "FINISHED"]
-    assert csv.loc[0, "error"] == "loss became nan at step 12" and list(csv["run_id"]) == ["nan-run", "fine"]
-    assert list(csv["trials"]) == [0, 1]  # a diverged trial is not a finished one
+    chosen = csv[csv["chosen"]].reset_index(drop=True)
+    assert list(chosen["status"]) == ["DIVERGED", "FINISHED"]
+    assert chosen.loc[0, "error"] == "loss became nan at step 12" and list(chosen["run_id"]) == ["nan-run", "fine"]
+    assert list(chosen["trials"]) == [0, 1]  # a diverged trial is not a finished one
+    assert list(csv["status"]) == ["DIVERGED", "FINISHED", "DIVERGED"]  # the diverged trial of seed 1 is kept too
     board = (tmp_path / "leaderboard.md").read_text()
     notes = board.split("**Not comparable**")[1]
     assert "- `lora` rank 4, quant none: diverged (seed 0) — loss became nan at step 12" in notes
     row = table(board)[0]
-    assert row["test accuracy ↑"] == "**0.700**" and row["n"] == "1" and row["trials"] == "1/4"
+    assert row["test accuracy ↑"] == "0.700" and row["seeds ok"] == "1/2" and row["trials"] == "1/4"
 
 
 def test_oom_retries_reach_runs_csv(tmp_path, suite):
