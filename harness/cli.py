@@ -59,12 +59,12 @@ def _results_dir(args, suite: Suite) -> Path:
     return Path(args.results) / suite.name
 
 
-def _write_report(suite: Suite, cells: list[Cell], uri: str, out_dir: Path) -> Path:
+def _write_report(suite: Suite, cells: list[Cell], uri: str, out_dir: Path, margin: float | None = None) -> Path:
     from harness import track
-    from harness.report import write_report
+    from harness.report import DEFAULT_MARGIN, write_report
 
     runs = track.load_runs(uri, suite.name)
-    return write_report(suite, cells, runs, out_dir, _metric_directions())
+    return write_report(suite, cells, runs, out_dir, _metric_directions(), DEFAULT_MARGIN if margin is None else margin)
 
 
 def _metric_directions() -> dict[str, bool]:
@@ -171,9 +171,22 @@ def _stop_workers(procs: dict, grace_s: float = 30.0) -> None:
 
 
 def cmd_report(args) -> int:
-    from harness import compare, track
+    """Rebuild results/<suite>/ (or --out) from MLflow, or with --from-csv from a runs.csv alone."""
+    import math
 
-    suite, cells = validate_suite(args.suite)
+    from harness import compare
+
+    if args.from_csv:  # no MLflow, no model or data: the suite's cells are all a rebuild needs
+        suite = load_suite(args.suite)
+        cells = expand_grid(suite)
+        if not Path(args.from_csv).is_file():
+            raise SuiteError(args.from_csv, "--from-csv", "a runs.csv written by `harness report`", args.from_csv,
+                             "pass the path of a committed results/<suite>/runs.csv")
+    else:
+        suite, cells = validate_suite(args.suite)
+    if not (math.isfinite(args.margin) and args.margin >= 0):
+        raise SuiteError("<command line>", "--margin", "a score difference >= 0 (0.01 = 1 point)", args.margin,
+                         "rows count as equivalent to the best when the difference's 90% interval lies within ±margin")
     tolerance = None
     if args.compare:
         if not Path(args.compare).is_file():
@@ -184,21 +197,38 @@ def cmd_report(args) -> int:
         except ValueError as exc:
             raise SuiteError("<command line>", "--tolerance", "a percentage (5%) or an absolute number (0.02)",
                              args.tolerance, str(exc)) from None
-    uri = track.resolve_tracking_uri(args.tracking_uri)
-    out_dir = _results_dir(args, suite)
-    board = _write_report(suite, cells, uri, out_dir)
-    parent = track.latest_parent(uri, suite.name)
-    if parent:
-        track.log_report(uri, parent, out_dir)
+    out_dir = Path(args.out) if args.out else _results_dir(args, suite)
+    if args.from_csv:
+        from harness.report import report_from_csv
+
+        try:
+            board, stale = report_from_csv(suite, cells, Path(args.from_csv), out_dir, _metric_directions(), args.margin)
+        except ValueError as exc:
+            raise SuiteError(args.from_csv, "--from-csv", "a runs.csv written by `harness report`", args.from_csv,
+                             str(exc)) from None
+        new_csv = Path(args.from_csv)
+    else:
+        from harness import track
+
+        uri = track.resolve_tracking_uri(args.tracking_uri)
+        board, stale = _write_report(suite, cells, uri, out_dir, args.margin), []
+        parent = track.latest_parent(uri, suite.name)
+        if parent:
+            track.log_report(uri, parent, out_dir)
+        new_csv = out_dir / "runs.csv"
     print(board.read_text())
     print(f"written: {board}")
+    if stale:
+        print(f"warning: {args.from_csv} does not match {args.suite}; the leaderboard says it is stale:", file=sys.stderr)
+        for line in stale:
+            print(f"  {line}", file=sys.stderr)
     if tolerance is None:
         return 0
     from harness.report import higher_by_task
 
     higher = higher_by_task(suite, _metric_directions())
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
-    result = compare.compare_runs(out_dir / "runs.csv", Path(args.compare), tolerance, metrics, higher)
+    result = compare.compare_runs(new_csv, Path(args.compare), tolerance, metrics, higher)
     print(f"\ncompared with {args.compare} (tolerance {tolerance}, metrics: {', '.join(metrics)}):")
     for line in result.lines:
         print(f"  {line}")
@@ -255,10 +285,17 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check a suite and print its expanded grid; runs nothing")
     v.add_argument("suite")
     v.set_defaults(fn=cmd_validate)
-    rep = sub.add_parser("report", help="rebuild results/<suite>/ from MLflow")
+    rep = sub.add_parser("report", help="rebuild results/<suite>/ from MLflow, or from a runs.csv (--from-csv)")
     rep.add_argument("suite")
     rep.add_argument("--tracking-uri", **tracking)
-    rep.add_argument("--results", default="results")
+    rep.add_argument("--results", default="results", help="write into RESULTS/<suite>/ (default: results)")
+    rep.add_argument("--out", default=None, metavar="DIR", help="write into DIR instead of RESULTS/<suite>/")
+    rep.add_argument("--from-csv", default=None, metavar="RUNS.csv",
+                     help="rebuild leaderboard.md and plots from this runs.csv alone (no MLflow); the same runs.csv "
+                          "and options give the same leaderboard, byte for byte")
+    rep.add_argument("--margin", type=float, default=0.01,
+                     help="a row is `≈` the best when its difference's 90%% interval lies within ±MARGIN "
+                          "(score units; default 0.01 = 1 point)")
     rep.add_argument("--compare", default=None, metavar="REF.csv",
                      help="a reference runs.csv: exit 1 naming every configuration that got worse")
     rep.add_argument("--tolerance", default="5%", help="how much worse counts as noise: 5%% (relative, default) or 0.02")
