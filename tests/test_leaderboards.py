@@ -80,6 +80,16 @@ def tiny_results(tmp_path_factory):
     return tmp, suite, tmp / "results" / "tiny-rebuild"
 
 
+@pytest.mark.slow
+def test_a_report_from_mlflow_is_the_same_leaderboard(tiny_results, tmp_path, monkeypatch, capsys):
+    tmp, suite, results = tiny_results
+    monkeypatch.chdir(tmp)
+    assert main(["report", str(suite), "--tracking-uri", f"sqlite:///{tmp}/mlflow.db", "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert (tmp_path / "runs.csv").read_bytes() == (results / "runs.csv").read_bytes()
+    assert (tmp_path / "leaderboard.md").read_text() == (results / "leaderboard.md").read_text()
+
+
 
 @pytest.mark.slow
 def test_a_fresh_leaderboard_is_rebuilt_byte_for_byte_from_its_runs_csv(tiny_results, tmp_path, monkeypatch, capsys):
