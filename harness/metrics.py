@@ -92,3 +92,40 @@ def get_metric(name: str) -> Metric:
 
 def score(name: str, predictions: Sequence, references: Sequence) -> float:
     return float(get_metric(name).fn(predictions, references))
+
+
+# Metrics that are the mean of a per-example 0/1 outcome, so a report can resample examples.
+PER_EXAMPLE: dict[str, Callable[[object, object], bool]] = {
+    "accuracy": lambda p, r: p == r,
+    "exact_match": lambda p, r: normalize_answer(p) == normalize_answer(r),
+}
+
+
+def outcomes(name: str, predictions: Sequence, references: Sequence) -> list[bool] | None:
+    """Per-example correctness whose mean is the metric; None for a metric that is not such a mean (macro_f1)."""
+    if name not in PER_EXAMPLE:
+        return None
+    preds, refs = _pairs(predictions, references)
+    return [bool(PER_EXAMPLE[name](p, r)) for p, r in zip(preds, refs)]
+
+
+def pack_outcomes(correct: Sequence[bool]) -> str:
+    """`"<n>:<hex>"`: n outcomes packed 8 to a byte, first example in the highest bit.
+
+    1,000 test examples take 254 characters: small enough for an MLflow tag and a
+    runs.csv column, so a committed runs.csv alone lets the report resample examples.
+    """
+    bits = bytearray((len(correct) + 7) // 8)
+    for i, c in enumerate(correct):
+        if c:
+            bits[i // 8] |= 0x80 >> (i % 8)
+    return f"{len(correct)}:{bits.hex()}"
+
+
+def unpack_outcomes(text: str) -> list[int]:
+    """The inverse of pack_outcomes: a list of 0/1, one per example."""
+    n_text, _, hexed = str(text).partition(":")
+    n, bits = int(n_text), bytes.fromhex(hexed)
+    if len(bits) != (n + 7) // 8:
+        raise ValueError(f"packed outcomes {str(text)[:40]!r}...: {len(bits)} bytes cannot hold {n} outcomes")
+    return [(bits[i // 8] >> (7 - i % 8)) & 1 for i in range(n)]
