@@ -5,8 +5,11 @@
 - peak_memory_mb: CUDA max_memory_allocated over training (reset before), or on CPU the
   peak resident set size of the worker process over training (Linux VmHWM, reset
   before through /proc/self/clear_refs; psutil sampling where that is unavailable).
-- forgetting: causal LM, mean token cross-entropy on the probe after training minus
-  before; encoder, 1 - linear CKA between base and tuned hidden states on the probe.
+- forgetting: causal LM, mean token cross-entropy on the probe texts after training minus
+  before; encoder, the accuracy a frozen-feature linear probe reaches on another built-in
+  task (harness.probe.task_probe) with the base's features minus with the tuned model's.
+- representation_drift (encoders): 1 - debiased linear CKA between the base's and the
+  tuned model's mean-pooled hidden states on the probe texts.
 - adapter_bytes: the bytes one must store per task (see each method's `stored_bytes`).
 - flops_per_token / mfu: training FLOPs per token by design.md's formula, and
   tokens_per_s x flops_per_token over the device's dense bf16 peak (GPU only).
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -181,7 +185,12 @@ def _read_hwm_kb() -> int:
 
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Linear CKA (Kornblith et al. 2019, arXiv:1905.00414) between two (n, d) representations."""
+    """Linear CKA (Kornblith et al. 2019, arXiv:1905.00414) between two (n, d) representations.
+
+    The plain estimator, biased upwards when the dimension is not much smaller than the
+    number of examples (unrelated representations read well above 0);
+    `debiased_linear_cka` is what the harness reports.
+    """
     x = x.double() - x.double().mean(0, keepdim=True)
     y = y.double() - y.double().mean(0, keepdim=True)
     cross = torch.linalg.matrix_norm(y.T @ x) ** 2
@@ -189,12 +198,98 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
     return float(cross / norm) if norm > 0 else float("nan")
 
 
+def unbiased_hsic(k: torch.Tensor, lmat: torch.Tensor) -> torch.Tensor:
+    """Unbiased HSIC estimator of two (n, n) Gram matrices, n >= 4 (Song et al. 2012, JMLR 13).
+
+    HSIC_1 = [tr(K~L~) + 1'K~1 1'L~1 / ((n-1)(n-2)) - 2/(n-2) 1'K~L~1] / (n(n-3)), with K~, L~
+    the Gram matrices with their diagonals set to 0.
+    """
+    n = k.shape[0]
+    if n < 4:
+        raise ValueError(f"the unbiased HSIC needs at least 4 examples, got {n}")
+    k = k - torch.diag(torch.diagonal(k))
+    lmat = lmat - torch.diag(torch.diagonal(lmat))
+    ones_k, ones_l = k.sum(0), lmat.sum(0)  # 1'K~ and 1'L~ (symmetric)
+    trace = (k * lmat).sum()
+    return (trace + ones_k.sum() * ones_l.sum() / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * (ones_k @ ones_l)) / (n * (n - 3))
+
+
+def debiased_linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Linear CKA with the unbiased HSIC estimator (Nguyen et al. 2021, arXiv:2010.15327).
+
+    The plain estimator is biased upwards for n examples of d dimensions when d is not
+    much smaller than n (64 probe texts of 384-dimensional features): two unrelated random
+    representations score well above 0.  The unbiased HSIC removes that; the result is 1 for
+    representations equal up to rotation and isotropic scale, about 0 for unrelated ones,
+    and may stray slightly outside [0, 1] by chance.  nan when either representation is
+    constant, or for fewer than 4 examples (the estimator needs 4).
+    """
+    if x.shape[0] < 4:
+        return float("nan")
+    x = x.double() - x.double().mean(0, keepdim=True)  # the estimator is shift-invariant; centring keeps it well conditioned
+    y = y.double() - y.double().mean(0, keepdim=True)
+    k, lmat = x @ x.T, y @ y.T
+    xy, xx, yy = unbiased_hsic(k, lmat), unbiased_hsic(k, k), unbiased_hsic(lmat, lmat)
+    return float(xy / torch.sqrt(xx * yy)) if xx > 0 and yy > 0 else float("nan")
+
+
+# --------------------------------------------------------------------------- the linear probe
+
+PROBE_L2 = 1e-3  # the L2 penalty on the weights, per example (the loss is a mean)
+PROBE_ITERATIONS = 100  # LBFGS iterations (at most: it stops earlier once converged)
+
+
+def fit_linear_probe(x: torch.Tensor, y: torch.Tensor, n_classes: int, l2: float = PROBE_L2,
+                     iterations: int = PROBE_ITERATIONS) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Multinomial logistic regression on (n, d) features: (mean, std, weight (d, k), bias (k)).
+
+    The features are standardised with the training mean and standard deviation (a
+    constant feature gets std 1), then the mean cross-entropy plus `l2`/2 |W|^2 is
+    minimised by full-batch LBFGS (strong-Wolfe line search) from zero, in float64 on the
+    CPU: the objective is strictly convex, so the fit is deterministic and does not depend
+    on a seed.  Our own ~25 lines rather than scikit-learn's LogisticRegression: it is not
+    a dependency of the harness, and this keeps the solver, its iterations and its
+    precision fixed and visible.
+    """
+    x = x.detach().double().cpu()
+    y = y.detach().long().cpu()
+    mean, std = x.mean(0), x.std(0, unbiased=False)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    z = (x - mean) / std
+    weight = torch.zeros(x.shape[1], n_classes, dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros(n_classes, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=iterations, history_size=20,
+                            tolerance_grad=1e-10, tolerance_change=1e-14, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(z @ weight + bias, y) + 0.5 * l2 * (weight * weight).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    return mean, std, weight.detach(), bias.detach()
+
+
+def linear_probe_accuracy(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+                          n_classes: int) -> float:
+    """Test accuracy of `fit_linear_probe` fitted on the training features."""
+    mean, std, weight, bias = fit_linear_probe(train_x, train_y, n_classes)
+    pred = (((test_x.detach().double().cpu() - mean) / std) @ weight + bias).argmax(1)
+    return float((pred == test_y.cpu()).double().mean())
+
+
+# --------------------------------------------------------------------------- forgetting
+
+
 @torch.no_grad()
 def probe_signal(model, batches: list[dict], task_type: str, device: torch.device, precision: str = "fp32") -> torch.Tensor:
-    """What forgetting compares: per-token cross-entropies (causal LM) or mean-pooled last hidden states (encoder).
+    """Mean token cross-entropy (causal LM) or mean-pooled last hidden states (encoder) on probe batches.
 
     Causal LM returns a 0-d tensor, the mean token cross-entropy over every probe token
-    (logits shifted by one); encoders return the (n_texts, hidden) matrix.
+    (logits shifted by one); encoders return the (n_texts, hidden) matrix, each row the
+    last hidden state averaged over the text's real tokens.
     """
     model.eval()
     losses, tokens, pooled = 0.0, 0, []
@@ -219,7 +314,44 @@ def probe_signal(model, batches: list[dict], task_type: str, device: torch.devic
     return torch.cat(pooled)
 
 
-def forgetting(before: torch.Tensor, after: torch.Tensor, task_type: str) -> float:
+@dataclass(frozen=True)
+class ProbeReading:
+    """One reading of the probes, taken on the base before the method and on the tuned model after.
+
+    causal LM: `loss`, the mean token cross-entropy on the probe texts.  Encoders:
+    `features`, the pooled hidden states of the probe texts (for representation_drift),
+    and `task_accuracy`, the linear probe's test accuracy on the probe task (forgetting).
+    """
+
+    loss: float | None = None
+    features: torch.Tensor | None = None
+    task_accuracy: float | None = None
+
+
+def read_probe(model, batches: list[dict], task_type: str, device: torch.device, precision: str = "fp32",
+               task=None) -> ProbeReading:
+    """The probe reading of `model`; `task` (encoders) is a harness.probe.TaskProbe."""
     if task_type == "causal_lm":
-        return float(after - before)
-    return 1.0 - linear_cka(before, after)
+        return ProbeReading(loss=float(probe_signal(model, batches, task_type, device, precision)))
+    if task is None:
+        raise ValueError("an encoder's forgetting needs the probe task (harness.probe.task_probe)")
+    train_x = probe_signal(model, task.train_batches, task_type, device, precision)
+    test_x = probe_signal(model, task.test_batches, task_type, device, precision)
+    return ProbeReading(features=probe_signal(model, batches, task_type, device, precision),
+                        task_accuracy=linear_probe_accuracy(train_x, task.train_labels, test_x, task.test_labels,
+                                                            len(task.label_names)))
+
+
+def forgetting(before: ProbeReading, after: ProbeReading) -> float:
+    """Causal LM: probe cross-entropy after minus before.  Encoders: probe-task accuracy before minus after.
+
+    Either way positive means the tuned model lost something the base had.
+    """
+    if before.loss is not None:
+        return after.loss - before.loss
+    return before.task_accuracy - after.task_accuracy
+
+
+def representation_drift(before: ProbeReading, after: ProbeReading) -> float:
+    """Encoders: 1 - debiased linear CKA between the base's and the tuned model's probe features."""
+    return 1.0 - debiased_linear_cka(before.features, after.features)

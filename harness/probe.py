@@ -1,22 +1,34 @@
-"""The forgetting probe: general text the task never shows the model.
+"""The forgetting probes: general text, and a built-in task, that the task never shows the model.
 
-Fine-tuning for one task can erode what the base model could already do.  The probe
-measures that: the same fixed texts are fed to the model before fine-tuning (the base,
-or the adapter disabled) and after, and `measure.forgetting` compares the two (a causal
-LM's cross-entropy on the texts; an encoder's hidden states by linear CKA).  Here we
-only decide which texts: the built-in general-knowledge prose shipped with the harness,
-the non-empty lines of local text files, or a column of a Hugging Face dataset.  The
-first `n_texts` are taken, in order, so every method is probed on the same texts.
+Fine-tuning for one task can erode what the base model could already do.  The probes
+measure that: the same fixed inputs are fed to the model before fine-tuning (the base,
+or the adapter disabled) and after, and `measure.read_probe` reads both.
+
+- The probe texts (`probe_texts`): the built-in general-knowledge prose shipped with the
+  harness, the non-empty lines of local text files, or a column of a Hugging Face
+  dataset; the first `n_texts`, in order, so every method is probed on the same texts.
+  A causal LM's forgetting is its cross-entropy change on them; an encoder's
+  representation_drift compares its pooled hidden states on them (debiased linear CKA).
+- The probe task (`task_probe`, encoders): a built-in synthetic classification task other
+  than the suite's (`probe.task`; automatically `topic` when a task of the suite is the
+  synthetic `sentiment`, else `sentiment`), `task_train` examples to fit a linear probe on
+  the frozen pooled features and `task_test` to score it.  An encoder's forgetting is the
+  probe's accuracy with the base's features minus with the tuned model's.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 from harness.errors import SuiteError, did_you_mean
-from harness.suite import ProbeSpec
+from harness.suite import DataSpec, ProbeSpec, TaskSpec
+
+if TYPE_CHECKING:
+    import torch
 
 BUILTIN = {"general": "probe_general.txt"}  # name -> file in harness/assets
 
@@ -89,3 +101,61 @@ def probe_texts(spec: ProbeSpec) -> tuple[tuple[str, ...], str]:
     chosen = tuple(texts[: spec.n_texts])
     digest = hashlib.sha256(json.dumps(chosen, ensure_ascii=False).encode()).hexdigest()[:16]
     return chosen, digest
+
+
+# --------------------------------------------------------------------------- the probe task (encoders)
+
+TASK_SEED = 7  # the synthetic probe task's data seed: not the suites' usual 0, so its rows are not a suite task's
+
+
+def probe_task_name(spec: ProbeSpec, tasks: Sequence[TaskSpec]) -> str:
+    """`probe.task`, or automatically: `topic` when a task of the suite is the synthetic `sentiment`, else `sentiment`."""
+    if spec.task is not None:
+        return spec.task
+    if any(t.data.source == "synthetic" and t.data.generator == "sentiment" for t in tasks):
+        return "topic"
+    return "sentiment"
+
+
+@dataclass(frozen=True)
+class TaskProbe:
+    """The probe task's examples, tokenized and batched; labels index `label_names`."""
+
+    name: str
+    label_names: tuple[str, ...]
+    train_batches: tuple[dict, ...]
+    train_labels: torch.Tensor
+    test_batches: tuple[dict, ...]
+    test_labels: torch.Tensor
+    fingerprint: str  # of the rows (harness.data.fingerprint_rows)
+
+
+def task_probe(spec: ProbeSpec, tasks: Sequence[TaskSpec], tokenizer, max_length: int | None = None,
+               batch_size: int = 16) -> TaskProbe:
+    """The probe task's train and test texts (the generator's `task_train` + `task_test` rows), batched.
+
+    Texts are truncated to `max_length` (default `probe.max_length`) and batched
+    `batch_size` at a time, like the probe texts, but shortest first (a stable sort by
+    token count, labels alongside): batches of similar lengths waste little on padding.
+    """
+    import torch
+
+    from harness import data
+
+    name = probe_task_name(spec, tasks)
+    rows = data.load_task(TaskSpec(name=f"probe-{name}", metric="accuracy",
+                                   data=DataSpec(source="synthetic", generator=name, n_train=spec.task_train,
+                                                 n_validation=1, n_test=spec.task_test, seed=TASK_SEED)), "seq_cls")
+    length = max_length or spec.max_length
+    index = {label: i for i, label in enumerate(rows.label_names)}
+
+    def batches(split: tuple[dict, ...]) -> tuple[tuple[dict, ...], torch.Tensor]:
+        ids = [tokenizer(r["text"], truncation=True, max_length=length)["input_ids"] for r in split]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        rows_ = [{"input_ids": ids[i]} for i in order]
+        return (tuple(data.collate(rows_[i:i + batch_size], tokenizer.pad_token_id) for i in range(0, len(rows_), batch_size)),
+                torch.tensor([index[split[i]["label"]] for i in order]))
+
+    (train_batches, train_labels), (test_batches, test_labels) = batches(rows.train), batches(rows.test)
+    return TaskProbe(name=name, label_names=rows.label_names, train_batches=train_batches, train_labels=train_labels,
+                     test_batches=test_batches, test_labels=test_labels, fingerprint=rows.fingerprint)

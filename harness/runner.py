@@ -185,6 +185,8 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
     texts, probe_fp = probe.probe_texts(suite.probe)
     probe_batches = [data_mod.collate(probe_rows(tokenizer, texts[i:i + 16], suite.probe.max_length), tokenizer.pad_token_id)
                      for i in range(0, len(texts), 16)]
+    # encoders' forgetting: a linear probe on another built-in task, on frozen features
+    task_probe = probe.task_probe(suite.probe, suite.tasks, tokenizer) if suite.task_type == "seq_cls" else None
 
     model = models.load_model(location, suite.task_type, cell.quant, task_data.label_names, device, precision)
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -192,7 +194,7 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
     load_time = time.perf_counter() - clock
     # the base, before any method: forgetting's "before" and the latency baseline
     clock = time.perf_counter()
-    before = measure.probe_signal(model, probe_batches, suite.task_type, device, precision)
+    before = measure.read_probe(model, probe_batches, suite.task_type, device, precision, task=task_probe)
     latency_base = inference.latency_ms(model, test_ex, device, precision=precision)
 
     ctx = ApplyContext(task_type=suite.task_type, model_type=model.config.model_type, quant=cell.quant,
@@ -215,7 +217,7 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
     with measure.PeakMemory(device) as eval_mem:
         val_score = evaluate(model, val_ex, suite.task_type, task.metric, task_data.label_names, tokenizer, cfg, device)
         test_score = evaluate(model, test_ex, suite.task_type, task.metric, task_data.label_names, tokenizer, cfg, device)
-        after = measure.probe_signal(model, probe_batches, suite.task_type, device, precision)
+        after = measure.read_probe(model, probe_batches, suite.task_type, device, precision, task=task_probe)
     eval_time = time.perf_counter() - clock
     clock = time.perf_counter()
     latency = inference.latency_ms(model, test_ex, device, precision=precision)
@@ -244,11 +246,13 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
         "peak_memory_mb": mem.peak_mb, "eval_peak_memory_mb": eval_mem.peak_mb,
         "tokens_per_s": stats.tokens_per_s, "train_time_s": stats.train_time_s, "flops_per_token": flops,
         "val_score": val_score, "test_score": test_score,
-        "forgetting": measure.forgetting(before, after, suite.task_type), "adapter_bytes": adapter_bytes,
+        "forgetting": measure.forgetting(before, after), "adapter_bytes": adapter_bytes,
         "latency_base_ms": latency_base, "latency_ms": latency, "latency_overhead": latency / latency_base,
         "load_time_s": load_time, "eval_time_s": eval_time, "measure_time_s": measure_time,
         **swap_metrics,
     }
+    if task_probe is not None:
+        metrics["representation_drift"] = measure.representation_drift(before, after)
     if merged is not None:
         metrics |= {"latency_merged_ms": latency_merged, "latency_overhead_merged": latency_merged / latency_base}
     name = device_name(device)

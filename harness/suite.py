@@ -178,7 +178,14 @@ class GridEntry:
 
 @dataclass(frozen=True)
 class ProbeSpec:
-    """General-text probe for forgetting: the built-in corpus, local files or a hub dataset."""
+    """The forgetting probes (harness.probe): general texts and, for encoders, a built-in task.
+
+    The texts (the built-in corpus, local files or a hub dataset; `n_texts` of them) give
+    a causal LM's forgetting and an encoder's representation_drift.  An encoder's
+    forgetting is a linear probe on a built-in synthetic task: `task` (None: automatic,
+    see harness.probe.probe_task_name), fitted on `task_train` examples, scored on
+    `task_test`.  Every text is truncated to `max_length` tokens.
+    """
 
     builtin: str | None = "general"
     files: tuple[str, ...] = ()
@@ -188,6 +195,9 @@ class ProbeSpec:
     column: str = "text"
     n_texts: int = 64
     max_length: int = 64
+    task: str | None = None  # a built-in seq_cls generator (sentiment, topic); None: automatic
+    task_train: int = 256
+    task_test: int = 256
 
 
 @dataclass(frozen=True)
@@ -612,6 +622,7 @@ def _parse_probe(r: _Reader | None, base: Path) -> ProbeSpec:
     if len(sources) > 1:
         r.fail("", "at most one of builtin, files, hub", f"<{', '.join(sources)}>")
     files = _one_or_list(r, "files", str, ())
+    r.used.add("task")
     spec = ProbeSpec(
         builtin=r.get("builtin", str, "general" if not sources else None),
         files=tuple(_resolve_path(base, f) for f in files),
@@ -621,8 +632,23 @@ def _parse_probe(r: _Reader | None, base: Path) -> ProbeSpec:
         column=r.get("column", str, "text"),
         n_texts=r.get("n_texts", int, 64, positive=True),
         max_length=r.get("max_length", int, 64, positive=True),
+        task=r.data.get("task"),
+        task_train=r.get("task_train", int, ProbeSpec.task_train),
+        task_test=r.get("task_test", int, ProbeSpec.task_test),
     )
     r.finish()
+    from harness.data import SYNTHETIC  # here: harness.data imports this module
+
+    tasks = sorted(name for name, g in SYNTHETIC.items() if g.task_type == "seq_cls")
+    if spec.task is not None and spec.task not in tasks:
+        hint = (did_you_mean(spec.task, tasks) if isinstance(spec.task, str) else None) or (
+            "a built-in synthetic classification task; leave `task` out to pick one automatically "
+            "(topic when a task of the suite is the synthetic sentiment, else sentiment)")
+        r.fail("task", "one of " + ", ".join(tasks), spec.task, hint)
+    for key in ("task_train", "task_test"):
+        if getattr(spec, key) < 16:
+            r.fail(key, "an integer >= 16", getattr(spec, key),
+                   f"the linear probe needs examples of every class; the default is {getattr(ProbeSpec, key)}")
     for i, f in enumerate(spec.files):
         if not Path(f).is_file():
             r.fail(f"files[{i}]" if len(spec.files) > 1 else "files", "an existing text file", files[i], f"resolved to {f}")

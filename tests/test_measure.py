@@ -1,6 +1,7 @@
-"""Measurements checked against independent computations: linear CKA on known matrices,
-the FLOPs formula on hand-counted tiny models, MFU arithmetic, forgetting of an
-untrained adapter, and the model fingerprint."""
+"""Measurements checked against independent computations: linear CKA on known matrices and
+its debiased form against the U-statistic written out, the FLOPs formula on hand-counted
+tiny models, MFU arithmetic, forgetting of an untrained adapter, and the model fingerprint.
+(The linear probe and forgetting of trained models: tests/test_forgetting.py.)"""
 from __future__ import annotations
 
 import math
@@ -10,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness import data, measure, models
+from harness import data, measure, models, probe
+from harness.suite import ProbeSpec
 from methods import all_methods
 from tests import tiny
 from tests.conformance_specs import SPECS
@@ -41,7 +43,49 @@ def test_cka_is_invariant_to_rotation_and_scale_and_matches_the_kernel_form():
     assert measure.linear_cka(x, y) == pytest.approx(_cka_by_kernels(x.numpy().astype(float), y.numpy().astype(float)),
                                                      rel=1e-9)
     assert 0 < measure.linear_cka(x, y) < 1
-    assert measure.forgetting(x, x, "seq_cls") == pytest.approx(0.0, abs=1e-12)
+
+
+def _hsic_u_statistic(k: np.ndarray, lmat: np.ndarray) -> float:
+    """HSIC's unbiased estimator the long way: each of its three expectations as a mean over
+    distinct index tuples, E[k_ij l_ij] + E[k_ij] E[l_qr] - 2 E[k_ij l_iq] (Song et al. 2012)."""
+    n = k.shape[0]
+    pairs = [(i, j) for i in range(n) for j in range(n) if i != j]
+    triples = [(i, j, q) for i, j in pairs for q in range(n) if q not in (i, j)]
+    quads = [(i, j, q, r) for i, j, q in triples for r in range(n) if r not in (i, j, q)]
+    first = np.mean([k[i, j] * lmat[i, j] for i, j in pairs])
+    second = np.mean([k[i, j] * lmat[q, r] for i, j, q, r in quads])
+    third = np.mean([k[i, j] * lmat[i, q] for i, j, q in triples])
+    return float(first + second - 2 * third)
+
+
+def test_unbiased_hsic_matches_the_u_statistic_written_out():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(7, 3)), rng.normal(size=(7, 5))
+    y[:, 0] += 2 * x[:, 0]  # some shared signal
+    k, lmat = x @ x.T, y @ y.T
+    assert float(measure.unbiased_hsic(torch.tensor(k), torch.tensor(lmat))) == pytest.approx(_hsic_u_statistic(k, lmat),
+                                                                                             rel=1e-10)
+    by_hand = _hsic_u_statistic(k, lmat) / math.sqrt(_hsic_u_statistic(k, k) * _hsic_u_statistic(lmat, lmat))
+    assert measure.debiased_linear_cka(torch.tensor(x), torch.tensor(y)) == pytest.approx(by_hand, rel=1e-9)
+    with pytest.raises(ValueError, match="at least 4"):
+        measure.unbiased_hsic(torch.eye(3), torch.eye(3))
+
+
+def test_debiased_cka_is_one_for_the_same_representation_and_removes_the_bias_of_few_examples():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 384, generator=g)
+    q, _ = torch.linalg.qr(torch.randn(384, 384, generator=g, dtype=torch.float64))
+    assert measure.debiased_linear_cka(x, x) == pytest.approx(1.0, abs=1e-12)
+    assert measure.debiased_linear_cka(x, 0.1 * x.double() @ q + 5.0) == pytest.approx(1.0, abs=1e-9)
+    before = measure.ProbeReading(features=x)
+    assert measure.representation_drift(before, measure.ProbeReading(features=x.clone())) == pytest.approx(0.0, abs=1e-6)
+    # unrelated: 64 examples of 384 dimensions fool the plain estimator (about 0.86), not the debiased one
+    pairs = [(torch.randn(64, 384, generator=g), torch.randn(64, 384, generator=g)) for _ in range(10)]
+    assert min(measure.linear_cka(a, b) for a, b in pairs) > 0.8
+    debiased = [measure.debiased_linear_cka(a, b) for a, b in pairs]
+    assert abs(np.mean(debiased)) < 0.03 and max(map(abs, debiased)) < 0.15
+    assert math.isnan(measure.debiased_linear_cka(x, torch.ones(64, 3)))
+    assert math.isnan(measure.debiased_linear_cka(x[:3], x[:3]))  # a 3-text probe: no estimate, not a failed trial
 
 
 # --------------------------------------------------------------------------- FLOPs and MFU
@@ -114,10 +158,13 @@ STARTS_AT_BASE = [(n, t) for n, m in sorted(all_methods().items()) for t in sort
 def test_forgetting_of_an_untrained_adapter_is_zero(name, task_type):
     base, tok = tiny.base_model(task_type)
     batches = _probe_batches(tok)
-    before = measure.probe_signal(base, batches, task_type, tiny.CPU)
+    task = probe.task_probe(ProbeSpec(task_train=32, task_test=32), (), tok) if task_type == "seq_cls" else None
+    before = measure.read_probe(base, batches, task_type, tiny.CPU, task=task)
     model, *_ = tiny.build(task_type, name, rank=SPECS[name].rank, settings=SPECS[name].settings)
-    after = measure.probe_signal(model, batches, task_type, tiny.CPU)
-    assert measure.forgetting(before, after, task_type) == pytest.approx(0.0, abs=1e-6)
+    after = measure.read_probe(model, batches, task_type, tiny.CPU, task=task)
+    assert measure.forgetting(before, after) == pytest.approx(0.0, abs=1e-6)
+    if task_type == "seq_cls":
+        assert measure.representation_drift(before, after) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_the_before_taken_on_the_base_equals_the_trained_model_with_its_adapter_disabled():
@@ -125,14 +172,15 @@ def test_the_before_taken_on_the_base_equals_the_trained_model_with_its_adapter_
     adapter that is exactly the trained model with the adapter disabled, logits shifted, same tokens."""
     base, tok = tiny.base_model("causal_lm")
     batches = _probe_batches(tok)
-    before = measure.probe_signal(base, batches, "causal_lm", tiny.CPU)
+    before = measure.read_probe(base, batches, "causal_lm", tiny.CPU)
     model, tok, *_ = tiny.build("causal_lm", "lora", rank=4)
     tiny.run_steps(model, tok, "causal_lm", steps=5, lr=5e-2)
-    after = measure.probe_signal(model, batches, "causal_lm", tiny.CPU)
+    after = measure.read_probe(model, batches, "causal_lm", tiny.CPU)
     with model.disable_adapter():
-        disabled = measure.probe_signal(model, batches, "causal_lm", tiny.CPU)
-    assert float(disabled) == pytest.approx(float(before), abs=1e-6)
-    assert abs(measure.forgetting(before, after, "causal_lm")) > 1e-4  # training moved it
+        disabled = measure.read_probe(model, batches, "causal_lm", tiny.CPU)
+    assert disabled.loss == pytest.approx(before.loss, abs=1e-6)
+    assert abs(measure.forgetting(before, after)) > 1e-4  # training moved it
+    assert measure.forgetting(before, after) == after.loss - before.loss  # causal LM: the cross-entropy change
 
 
 def test_causal_forgetting_is_the_shifted_token_cross_entropy():
