@@ -34,16 +34,19 @@ def validate_suite(path: str) -> tuple[Suite, list[Cell]]:
 
 
 def _grid_table(cells: list[Cell]) -> str:
-    rows = [("#", "task", "method", "rank", "quant", "seed", "status")]
+    by_id = {c.id: c for c in cells}
+    rows = [("#", "task", "method", "rank", "quant", "seed", "trials", "status")]
     for i, c in enumerate(cells, 1):
-        rows.append((str(i), c.task, c.method, "-" if c.rank is None else str(c.rank), c.quant, str(c.seed),
+        trials = f"1 (rerun of seed {by_id[c.search_from].seed}'s choice)" if c.search_from else str(c.trials)
+        rows.append((str(i), c.task, c.method, "-" if c.rank is None else str(c.rank), c.quant, str(c.seed), trials,
                      "run" if c.runnable else f"n/a: {c.na_reason}"))
-    widths = [max(len(r[k]) for r in rows) for k in range(6)]
-    lines = ["  " + "  ".join(v.rjust(w) if k in (0, 3, 5) else v.ljust(w) for k, (v, w) in enumerate(zip(r, widths))) + "  " + r[6]
+    widths = [max(len(r[k]) for r in rows) for k in range(7)]
+    lines = ["  " + "  ".join(v.rjust(w) if k in (0, 3, 5) else v.ljust(w) for k, (v, w) in enumerate(zip(r, widths))) + "  " + r[7]
              for r in rows]
     lines.insert(1, "  " + "-" * (len(lines[0]) - 2))
     n = sum(c.runnable for c in cells)
-    lines.append(f"{len(cells)} cells: {n} to run, {len(cells) - n} n/a")
+    trials = sum(c.trials for c in cells if c.runnable)
+    lines.append(f"{len(cells)} cells: {n} to run, {len(cells) - n} n/a; {trials} trials")
     return "\n".join(lines)
 
 
@@ -244,16 +247,25 @@ def cmd_report(args) -> int:
 def cmd_methods(args) -> int:
     from methods import all_methods
 
-    rows = [("name", "paper", "rank means", "task types", "quant", "mergeable")]
+    rows = [("name", "paper", "rank means", "task types", "quant", "mergeable", "lr searched")]
     for m in sorted(all_methods().values(), key=lambda m: m.name):
         rows.append((m.name, m.paper, m.rank_meaning or "-", ", ".join(sorted(m.task_types)),
-                     ", ".join(sorted(m.quants)), "yes" if m.mergeable else "no"))
+                     ", ".join(sorted(m.quants)), "yes" if m.mergeable else "no", _lr_range_text(m.lr_range)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for j, r in enumerate(rows):
         print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
         if j == 0:
             print("  ".join("-" * w for w in widths))
     return 0
+
+
+def _lr_range_text(lr_range) -> str:
+    """How `harness methods` shows a method's search range for `lr`."""
+    if lr_range is None:
+        return "not declared (name lr in search)"
+    if not lr_range:
+        return "- (only the head trains, at head_lr)"
+    return f"{lr_range[0]:g} .. {lr_range[1]:g} (log)"
 
 
 def _positive(text: str) -> int:

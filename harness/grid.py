@@ -7,7 +7,11 @@ shows them as n/a instead of the run crashing on them.
 
 With a `search:` in the suite, each cell also carries its search space (the suite's
 `search.space` merged with its entry's `search:`, method settings checked against the
-method here) and its number of trials; `Cell.with_values` gives the cell one trial
+method here; where neither names `lr` nor the entry fixes it, the method's own declared
+`lr_range`, so `search: {trials: K}` alone is an equal-budget search of every method)
+and its number of trials (1 when there is nothing to search).  With `protocol:
+first_seed` only the first seed's cell searches; each other seed's cell has no space, one
+trial, and `search_from` naming the first seed's cell, whose chosen values it reruns; `Cell.with_values` gives the cell one trial
 trains, `Cell.slots` names its trials.  The suite's plugins are imported first, so
 methods they register can be named in the grid.
 """
@@ -37,6 +41,8 @@ class Cell:
     context: str = ""  # hash of what else decides the result: model, task type, task data + metric, probe
     space: tuple = ()  # SearchParams searched for this cell (suite space merged with the entry's)
     trials: int = 1  # trials this cell gets (the suite's `search.trials`)
+    # protocol first_seed: the id of the first seed's cell, whose best trial's values this cell reruns once
+    search_from: str | None = None
 
     @property
     def runnable(self) -> bool:
@@ -63,6 +69,8 @@ class Cell:
         }
         if self.space or self.trials != 1:  # only then: cells without a search keep the ids of recorded results
             payload |= {"space": [dataclasses.asdict(p) for p in self.space], "trials": self.trials}
+        if self.search_from:
+            payload["search_from"] = self.search_from
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def slots(self) -> list[str]:
@@ -140,13 +148,19 @@ def expand_grid(suite: Suite) -> list[Cell]:
                     raise SuiteError(suite.file, field, f"valid settings of method {method.name!r}", found, str(exc)) from None
                 if space is None:  # after the entry's own settings passed: searched values are tried with them
                     space = _entry_space(suite, entry, method, ranks)
+                trials = suite.search.trials if space else 1  # nothing to search: run once
                 for quant in entry.quants:
+                    first = None
                     for seed in training.seeds:
                         cell = Cell(suite=suite.name, task=task.name, method=method.name, rank=rank, quant=quant,
                                     seed=seed, settings=settings,
                                     training=dataclasses.replace(training, seeds=(seed,)),
                                     na_reason=method.na_reason(suite.task_type, quant), context=context,
-                                    space=space, trials=suite.search.trials)
+                                    space=space, trials=trials)
+                        if first is not None:  # first_seed protocol: rerun the first seed's choice once
+                            cell = dataclasses.replace(cell, space=(), trials=1, search_from=first.id)
+                        elif suite.search.protocol == "first_seed" and space and trials > 1:
+                            first = cell
                         if cell.id in seen:  # two entries naming the same cell run it once
                             continue
                         seen.add(cell.id)
@@ -191,6 +205,15 @@ def _entry_space(suite: Suite, entry, method, ranks) -> tuple[SearchParam, ...]:
     from methods import SettingsError
 
     merged = {p.name: p for p in suite.search.space} | {p.name: p for p in entry.search}
+    if suite.search.trials > 1 and "lr" not in merged and "lr" not in dict(entry.training):
+        # equal-budget search: each method explores its own declared learning-rate range
+        if method.lr_range is None:
+            raise SuiteError(suite.file, f"{entry.where}.search.lr", "a learning-rate range to search", "none",
+                             f"method {method.name!r} declares no lr_range: add `search: {{lr: {{low: ..., high: ..., "
+                             f"log: true}}}}` to this entry, or fix `training: {{lr: ...}}`")
+        if method.lr_range:
+            low, high = method.lr_range
+            merged["lr"] = SearchParam(name="lr", low=float(low), high=float(high), log=True)
     fields = sorted(f.name for f in dataclasses.fields(method.settings_cls) if f.name != "rank")
     kinds = _numeric_settings(method.settings_cls)
     out = []

@@ -151,6 +151,12 @@ def _save_tiny(cfg: dict) -> str:
     return directory
 
 
+def _skip_patterns() -> list[str]:
+    """HEAD_NAMES as transformers' skip patterns, matching at any depth (`bert.pooler.dense`):
+    a bare name matches only at the start of a module path or as its last component."""
+    return [rf"(?:.*\.)?{name}" for name in HEAD_NAMES]
+
+
 def quant_config(quant: str, precision: str = "fp32"):
     from transformers import BitsAndBytesConfig
 
@@ -159,9 +165,9 @@ def quant_config(quant: str, precision: str = "fp32"):
     compute = torch.bfloat16 if precision == "bf16" else torch.float32
     if quant == "nf4":
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                  bnb_4bit_compute_dtype=compute, llm_int8_skip_modules=list(HEAD_NAMES))
+                                  bnb_4bit_compute_dtype=compute, llm_int8_skip_modules=_skip_patterns())
     if quant == "int8":
-        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=list(HEAD_NAMES))
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=_skip_patterns())
     raise ValueError(f"unknown quant {quant!r}")
 
 
@@ -248,9 +254,42 @@ def _save_dequantized(location: Location, directory: str) -> None:
     config.save_pretrained(directory)  # a sequence-classification head is added on reload
 
 
+NEW_HEADS = ("classifier", "score")  # created by from_pretrained for a classification task: random init
+READ_BY_HEAD = ("pooler",)  # pretrained, but read only by the classification head (BERT-style [CLS] pooler)
+
+
 def head_names(model, task_type: str) -> tuple[str, ...]:
-    """Task-head modules that must train alongside any method (new, randomly initialised)."""
+    """The task head: modules that train under every method, in their own optimizer group.
+
+    The new classifier (`classifier` / `score`) and, where the model has one, the pooler
+    that feeds it: without this the pooler would train under full fine-tuning only and stay
+    frozen under every PEFT method and head_only.  A causal LM has no new head (its lm_head
+    is pretrained, part of the base): ().
+    """
     if task_type != "seq_cls":
         return ()
     names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
-    return tuple(h for h in ("classifier", "score") if h in names)
+    return tuple(h for h in NEW_HEADS + READ_BY_HEAD if h in names)
+
+
+def init_head(model, seed: int) -> int:
+    """Initialise the new classification head from `seed` alone: the same head for every
+    method and quantization of a seed, whatever else consumed random numbers while loading.
+
+    Weights ~ N(0, config.initializer_range) (transformers' own init for these layers,
+    0.02 when the config has none), biases 0; returns how many tensors were set.
+    """
+    std = float(getattr(model.config, "initializer_range", 0.02) or 0.02)
+    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    done = 0
+    for name, module in sorted(model.named_modules(), key=lambda item: item[0]):
+        if name.rsplit(".", 1)[-1] not in NEW_HEADS:
+            continue
+        for pname, p in sorted(module.named_parameters(), key=lambda item: item[0]):
+            with torch.no_grad():
+                if pname.endswith("bias"):
+                    p.zero_()
+                else:
+                    p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float32) * std)
+            done += 1
+    return done

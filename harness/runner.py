@@ -160,7 +160,8 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
 
     from harness import data as data_mod
     from harness import inference, measure, models, probe
-    from harness.train import evaluate, resolve_precision, seed_everything, train
+    from harness.metrics import outcomes, pack_outcomes, score
+    from harness.train import param_groups, predict, resolve_precision, seed_everything, train
     from methods import ApplyContext, get_method
 
     clock = time.perf_counter()
@@ -190,6 +191,7 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
 
     model = models.load_model(location, suite.task_type, cell.quant, task_data.label_names, device, precision)
     model.config.pad_token_id = tokenizer.pad_token_id
+    models.init_head(model, cell.seed)  # the same head per seed under every method and quantization
     pad = tokenizer.pad_token_id
     load_time = time.perf_counter() - clock
     # the base, before any method: forgetting's "before" and the latency baseline
@@ -201,6 +203,9 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
                        head_names=models.head_names(model, suite.task_type), total_steps=cfg.steps)
     model = method.apply(model, cell.settings, ctx)
     models.upcast_trainable(model)
+    groups = param_groups(model, cfg, ctx.head_names, method.groups(cell.settings) if method.groups else None)
+    _log("    optimizer groups: " + ", ".join(f"{g.name} {sum(p.numel() for p in g.params):,} at lr {g.lr:g}"
+                                            for g in groups))
     trainable, total = measure.count_params(model)
     _log(f"    {trainable:,} of {total:,} parameters trainable ({100 * trainable / total:.3f}%)")
     measure_time = time.perf_counter() - clock
@@ -210,19 +215,25 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
         track.log_metrics(uri, run_id, {"train_loss": loss}, step=step)
 
     with measure.PeakMemory(device) as mem:
-        stats = train(model, train_ex, cfg, cell.seed, pad, device, on_step=method.on_step, progress=progress)
+        stats = train(model, train_ex, cfg, cell.seed, pad, device, on_step=method.on_step, progress=progress,
+                      groups=groups)
     seq_len = sum(len(e["input_ids"]) for e in train_ex) / len(train_ex)
     flops = measure.flops_per_token(model, seq_len)
     clock = time.perf_counter()
     with measure.PeakMemory(device) as eval_mem:
-        val_score = evaluate(model, val_ex, suite.task_type, task.metric, task_data.label_names, tokenizer, cfg, device)
-        test_score = evaluate(model, test_ex, suite.task_type, task.metric, task_data.label_names, tokenizer, cfg, device)
+        val_preds, val_refs = predict(model, val_ex, suite.task_type, task_data.label_names, tokenizer, cfg, device)
+        test_preds, test_refs = predict(model, test_ex, suite.task_type, task_data.label_names, tokenizer, cfg, device)
+        val_score, test_score = score(task.metric, val_preds, val_refs), score(task.metric, test_preds, test_refs)
         after = measure.read_probe(model, probe_batches, suite.task_type, device, precision, task=task_probe)
     eval_time = time.perf_counter() - clock
     clock = time.perf_counter()
     latency = inference.latency_ms(model, test_ex, device, precision=precision)
 
     tags: dict[str, str] = {}
+    correct = outcomes(task.metric, test_preds, test_refs)
+    if correct is not None:  # per-example correctness: the report resamples test examples with it
+        tags["test_outcomes"] = pack_outcomes(correct)
+        track.log_text(uri, run_id, tags["test_outcomes"] + "\n", "test_outcomes.txt")
     with tempfile.TemporaryDirectory() as tmp:
         if method.save is not None:
             method.save(model, tmp)
@@ -239,6 +250,8 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
     latency_merged = inference.latency_ms(merged, test_ex, device, precision=precision) if merged is not None else math.nan
     if merge_reason:
         tags["merge"] = merge_reason
+    if task_probe is not None:
+        tags["probe_task_fingerprint"] = f"{task_probe.name}:{task_probe.fingerprint}"
     measure_time += time.perf_counter() - clock
 
     metrics = {

@@ -313,24 +313,55 @@ def enqueue(study: optuna.Study, cells: list[Cell], fresh: bool) -> int:
     """Enqueue each slot that has no waiting, running or done trial; returns how many.
 
     fresh (a new invocation): every such slot, failed ones included.  Otherwise (a
-    worker, mid-invocation): only slots whose trials were all lost, up to MAX_LOST_RETRIES.
+    worker, mid-invocation): only slots whose trials were all lost, up to MAX_LOST_RETRIES,
+    and the first reruns of a `first_seed` search.  A rerun cell (`search_from`) is
+    enqueued only once its first seed's search has settled (`search_settled`), after the
+    other slots, so a lost search slot re-enqueued in this same call keeps it waiting.
     """
     by_slot, n = _by_slot(study), 0
-    for cell in cells:
-        if not cell.runnable:
-            continue
-        for slot in cell.slots():
-            trials = by_slot.get(slot, [])
-            if any(t.state not in (TrialState.FAIL,) for t in trials):
+    by_id = {c.id: c for c in cells}
+    for rerun in (False, True):
+        if rerun:
+            by_slot = _by_slot(study)  # what the first pass enqueued counts as unsettled
+        for cell in cells:
+            if not cell.runnable or bool(cell.search_from) != rerun:
                 continue
-            if not fresh:
-                if not trials or not all(_lost(t) for t in trials):
+            if rerun and not search_settled(by_slot, by_id[cell.search_from]):
+                continue
+            for slot in cell.slots():
+                trials = by_slot.get(slot, [])
+                if any(t.state not in (TrialState.FAIL,) for t in trials):
                     continue
-                if sum(_lost(t) for t in trials) > MAX_LOST_RETRIES:
+                if not fresh and trials:
+                    if not all(_lost(t) for t in trials) or sum(_lost(t) for t in trials) > MAX_LOST_RETRIES:
+                        continue
+                elif not fresh and not rerun:
                     continue
-            study.enqueue_trial({}, user_attrs={SLOT: slot, CELL: cell.id})
-            n += 1
+                study.enqueue_trial({}, user_attrs={SLOT: slot, CELL: cell.id})
+                n += 1
     return n
+
+
+def search_settled(by_slot: dict[str, list], source: Cell) -> bool:
+    """Every slot of the searching cell has a trial and none is waiting or running."""
+    for slot in source.slots():
+        trials = by_slot.get(slot, [])
+        if not trials or any(t.state in (TrialState.WAITING, TrialState.RUNNING) for t in trials):
+            return False
+    return True
+
+
+def chosen_values(study: optuna.Study, source: Cell, maximize: bool = True) -> tuple[dict[str, Any], int] | None:
+    """The searched values of the source cell's best COMPLETE trial by validation score (ties:
+    the latest trial, as the report chooses), with that trial's number; None when none completed."""
+    slots = set(source.slots())
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.user_attrs.get(SLOT) in slots and t.values]
+    if not done:
+        return None
+    best = max(done, key=lambda t: ((1 if maximize else -1) * t.values[0], t.number))
+    suffix = f"@{source.id}"
+    return {k[:-len(suffix)]: v for k, v in best.params.items() if k.endswith(suffix)}, best.number
 
 
 # --------------------------------------------------------------------------- progress
@@ -499,13 +530,27 @@ def _run_one(study, trial: optuna.Trial, by_id: dict[str, Cell], inv: track.Invo
             storage.set_trial_user_attr(tid, REASON, "cell not in this suite")
             study.tell(trial, state=TrialState.FAIL)
             return
-        study.sampler = _sampler(suite, slot)
-        values = sample(trial, cell)
+        extra: dict[str, str] = {}
+        if cell.search_from:  # first_seed protocol: rerun the first seed's chosen values
+            source = by_id[cell.search_from]
+            chosen = chosen_values(study, source, directions(suite)[0] == "maximize")
+            if chosen is None:
+                reason = f"the search on {source.label} finished no trial, so there is nothing to rerun"
+                log(f"[{name}] FAILED {cell.label}: {reason}")
+                storage.set_trial_user_attr(tid, OUTCOME, "failed")
+                storage.set_trial_user_attr(tid, REASON, reason)
+                study.tell(trial, state=TrialState.FAIL)
+                return
+            values, source_trial = chosen
+            extra = {"search_from": source.label, "search_from_trial": str(source_trial)}
+        else:
+            study.sampler = _sampler(suite, slot)
+            values = sample(trial, cell)
         k = int(slot.rsplit("/", 1)[1])
         log(f"[{name}] start {cell.label} trial {k + 1}/{cell.trials} (optuna #{trial.number})"
-            + (f" {json.dumps(values)}" if values else ""))
+            + (f" {json.dumps(values)}" if values else "") + (f" (chosen on {extra['search_from']})" if extra else ""))
         tags = {"slot": slot, "trial": str(trial.number), "study": study.study_name, "worker": f"{HOST}/{name}",
-                "search_values": json.dumps(values, sort_keys=True)}
+                "search_values": json.dumps(values, sort_keys=True), **extra}
         try:
             result = execute(suite, cell, values, tags, inv, lambda run_id: storage.set_trial_user_attr(tid, RUN_ID, run_id))
         except KeyboardInterrupt:

@@ -11,7 +11,9 @@ Two optional top-level keys extend a suite:
       trials: 8                # trials per cell (default 1: each cell runs once, as written)
       objective: score         # or [score, peak_memory]: a score/memory Pareto front
       sampler: tpe             # tpe | random
-      space:                   # the default space of every grid entry: training fields only
+      protocol: per_seed       # or first_seed: the first seed searches, the others rerun its choice
+      space:                   # the default space of every grid entry: training fields only;
+                               # without one, each method searches its own lr range (registry)
         lr: {low: 1.0e-5, high: 1.0e-2, log: true}
         warmup_steps: {low: 0, high: 20}
     plugins: [my_method.py]    # .py files (relative to the suite file) that register extra methods
@@ -45,9 +47,10 @@ TASK_TYPES = ("seq_cls", "causal_lm")
 QUANTS = ("none", "int8", "nf4")
 TOP_LEVEL_KEYS = ("schema_version", "name", "description", "model", "task_type", "tasks", "grid", "training", "probe",
                   "search", "plugins")
-SEARCHABLE_TRAINING = ("lr", "warmup_steps", "weight_decay", "max_grad_norm", "batch_size", "grad_accum")
+SEARCHABLE_TRAINING = ("lr", "head_lr", "warmup_steps", "weight_decay", "max_grad_norm", "batch_size", "grad_accum")
 OBJECTIVES = (("score",), ("score", "peak_memory"))
 SAMPLERS = ("tpe", "random")
+PROTOCOLS = ("per_seed", "first_seed")
 BATCHINGS = ("bucket", "random")
 PRECISIONS = ("auto", "bf16", "fp32")
 _TRAINING_CHOICES = {"batching": BATCHINGS, "precision": PRECISIONS}
@@ -108,7 +111,8 @@ class Training:
     steps: int = 100
     batch_size: int = 16
     grad_accum: int = 1
-    lr: float = 1e-4
+    lr: float = 1e-4  # the method's own parameters (its adaptation)
+    head_lr: float = 2e-3  # the task head (classifier / score and the pooler it reads), the same for every method
     warmup_steps: int = 10
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -161,6 +165,9 @@ class SearchSpec:
     objectives: tuple[str, ...] = ("score",)  # or ("score", "peak_memory"): Pareto mode
     sampler: str = "tpe"  # tpe | random
     space: tuple[SearchParam, ...] = ()
+    # per_seed: every seed searches with the full budget; first_seed: the first seed searches,
+    # the other seeds rerun its chosen values once each (cheaper; the interval then leaves out search noise)
+    protocol: str = "per_seed"
 
 
 @dataclass(frozen=True)
@@ -552,7 +559,7 @@ def _parse_space(r: _Reader, entry: bool) -> tuple[SearchParam, ...]:
 def _parse_search(r: _Reader | None) -> SearchSpec:
     if r is None:
         return SearchSpec()
-    r.finish(("trials", "objective", "sampler", "space"))
+    r.finish(("trials", "objective", "sampler", "space", "protocol"))
     r.used.add("trials")
     trials = r.data.get("trials", 1)
     if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
@@ -571,9 +578,15 @@ def _parse_search(r: _Reader | None) -> SearchSpec:
     if sampler not in SAMPLERS:
         hint = did_you_mean(str(sampler), SAMPLERS) or "tpe (Bayesian, the default) or random"
         r.fail("sampler", "one of " + ", ".join(SAMPLERS), sampler, hint)
+    r.used.add("protocol")
+    protocol = r.data.get("protocol", "per_seed")
+    if protocol not in PROTOCOLS:
+        hint = did_you_mean(str(protocol), PROTOCOLS) or ("per_seed (every seed searches) or first_seed (the first "
+                                                          "seed searches, the others rerun its choice)")
+        r.fail("protocol", "one of " + ", ".join(PROTOCOLS), protocol, hint)
     s = r.sub("space", None)
     space = _parse_space(s, entry=False) if s is not None else ()
-    return SearchSpec(trials=trials, objectives=objectives, sampler=sampler, space=space)
+    return SearchSpec(trials=trials, objectives=objectives, sampler=sampler, space=space, protocol=protocol)
 
 
 def _parse_plugins(r: _Reader, base: Path) -> tuple[str, ...]:

@@ -129,10 +129,51 @@ def micro_batches(examples: list[dict], batch_size: int, seed: int, pad_id: int,
         yield ({k: v.pin_memory() for k, v in batch.items()} if pin else batch), tokens
 
 
-def make_optimizer(params: list[torch.nn.Parameter], cfg: Training) -> torch.optim.Optimizer:
-    """AdamW, fused (one kernel for all parameters) where torch has it for these tensors."""
+@dataclass(frozen=True)
+class ParamGroup:
+    """One optimizer group: a name for logs and tests, its parameters and its learning rate."""
+
+    name: str  # "head", a group a method declares (e.g. "spottune_policy"), or "method"
+    params: list
+    lr: float
+
+
+def param_groups(model, cfg: Training, head_names: tuple[str, ...] = (),
+                 declared: dict[str, float] | None = None) -> list[ParamGroup]:
+    """The trainable parameters split by role, so every method trains its head the same way.
+
+    - `head`: parameters under a module named in `head_names` (the new classifier and the
+      pooler it reads), at `cfg.head_lr`: the one head recipe of every method;
+    - a group per entry of `declared` (module name -> lr): what a method adds that is not
+      its adaptation, e.g. SpotTune's routing policy;
+    - `method`: every other trainable parameter (the method's adaptation), at `cfg.lr`.
+
+    A parameter belongs to the first group whose module name is one of its dotted path's
+    components (peft's `classifier.modules_to_save.default.weight` is a head parameter).
+    Empty groups are left out.
+    """
+    declared = dict(declared or {})
+    named: dict[str, list] = {"head": [], **{k: [] for k in declared}, "method": []}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        parts = set(name.split("."))
+        group = "head" if parts & set(head_names) else next((k for k in declared if k in parts), "method")
+        named[group].append(p)
+    lrs = {"head": cfg.head_lr, **declared, "method": cfg.lr}
+    return [ParamGroup(k, ps, lrs[k]) for k, ps in named.items() if ps]
+
+
+def make_optimizer(groups: list[ParamGroup] | list[torch.nn.Parameter], cfg: Training) -> torch.optim.Optimizer:
+    """AdamW over the groups (plain parameters: one group at cfg.lr), fused (one kernel for
+    all parameters) where torch has it for these tensors.  Each torch param group keeps
+    its `name`."""
+    if groups and not isinstance(groups[0], ParamGroup):
+        groups = [ParamGroup("method", list(groups), cfg.lr)]
+    params = [p for g in groups for p in g.params]
     fusable = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fusable or None)
+    return torch.optim.AdamW([{"params": g.params, "lr": g.lr, "name": g.name} for g in groups], lr=cfg.lr,
+                             weight_decay=cfg.weight_decay, fused=fusable or None)
 
 
 def enable_gradient_checkpointing(model) -> None:
@@ -159,11 +200,16 @@ def lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
 
 
 def train(model, examples: list[dict], cfg: Training, seed: int, pad_id: int, device: torch.device,
-          on_step: Callable | None = None, progress: Callable[[int, float], None] | None = None) -> TrainStats:
-    params = [p for p in model.parameters() if p.requires_grad]
+          on_step: Callable | None = None, progress: Callable[[int, float], None] | None = None,
+          groups: list[ParamGroup] | None = None) -> TrainStats:
+    """Train `model` for cfg.steps optimizer steps; `groups` (from `param_groups`) gives each
+    role its learning rate, else every trainable parameter trains at cfg.lr."""
+    if groups is None:
+        groups = param_groups(model, cfg)
+    params = [p for g in groups for p in g.params]
     if not params:
         raise ValueError("the method left no trainable parameters")
-    opt = make_optimizer(params, cfg)
+    opt = make_optimizer(groups, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_steps, cfg.steps))
     batches = micro_batches(examples, cfg.batch_size, seed, pad_id, cfg.batching, pin=device.type == "cuda")
     precision = resolve_precision(cfg.precision, device)
@@ -217,9 +263,9 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def evaluate(model, examples: list[dict], task_type: str, metric: str, label_names: tuple[str, ...],
-             tokenizer, cfg: Training, device: torch.device) -> float:
-    """The task metric on one split: argmax label (classification) or greedy answer (causal LM)."""
+def predict(model, examples: list[dict], task_type: str, label_names: tuple[str, ...], tokenizer, cfg: Training,
+            device: torch.device) -> tuple[list, list]:
+    """(predictions, references) on one split: argmax label names (classification) or greedy answers (causal LM)."""
     model.eval()
     if task_type == "seq_cls":
         preds, refs = [], []
@@ -230,9 +276,15 @@ def evaluate(model, examples: list[dict], task_type: str, metric: str, label_nam
                 logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
             preds += [label_names[j] for j in logits.argmax(-1).tolist()]
             refs += [label_names[e["label"]] for e in chunk]
-        return score(metric, preds, refs)
+        return preds, refs
     preds = generate_answers(model, [e["prompt_ids"] for e in examples], tokenizer, cfg, device)
-    return score(metric, preds, [e["answer"] for e in examples])
+    return preds, [e["answer"] for e in examples]
+
+
+def evaluate(model, examples: list[dict], task_type: str, metric: str, label_names: tuple[str, ...],
+             tokenizer, cfg: Training, device: torch.device) -> float:
+    """The task metric on one split (`predict`, then the metric)."""
+    return score(metric, *predict(model, examples, task_type, label_names, tokenizer, cfg, device))
 
 
 def generate_answers(model, prompts: list[list[int]], tokenizer, cfg: Training, device: torch.device) -> list[str]:

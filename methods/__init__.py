@@ -61,6 +61,13 @@ class Method:
     merge: Callable[[Any], Any] | None = None
     # on_step(model, step) after each optimizer step, for methods with a schedule of their own
     on_step: Callable[[Any, int], None] | None = None
+    # (low, high): the learning-rate range a search explores for this method when the suite's
+    # search names no `lr` (log-uniform); () = nothing trains at `lr` (head_only: only the head,
+    # at head_lr); None = not declared (a plugin's), then a search must name `lr` itself
+    lr_range: tuple[float, float] | tuple[()] | None = None
+    # groups(settings) -> {module name: learning rate}: parameters a method adds that are not its
+    # adaptation (SpotTune's routing policy) train in their own optimizer group at that rate
+    groups: Callable[[Any], dict[str, float]] | None = None
 
     def make_settings(self, rank: int | None, overrides: Mapping[str, Any]):
         """Settings object from a grid cell; raises ValueError with a user-facing reason."""
@@ -142,6 +149,9 @@ def register(name: str, settings_cls: type, apply: Callable, **declared) -> Meth
         raise ValueError(f"method {name!r}: mergeable methods need a merge function, and only they")
     if (method.save is None) != (method.load is None):
         raise ValueError(f"method {name!r}: save and load come together")
+    if method.lr_range is not None and method.lr_range != () and not (
+            len(method.lr_range) == 2 and 0 < method.lr_range[0] < method.lr_range[1]):
+        raise ValueError(f"method {name!r}: lr_range must be (low, high) with 0 < low < high, or ()")
     if method.ranked and "rank" not in {f.name for f in dataclasses.fields(settings_cls)}:
         raise ValueError(f"ranked method {name!r} needs a `rank` field in {settings_cls.__name__}")
     _REGISTRY[name] = method

@@ -26,9 +26,30 @@ def wrap(model, config, ctx: ApplyContext):
 
 
 def adapt(model, ctx: ApplyContext, config_cls, **fields):
-    """get_peft_model with `config_cls(**fields)` for the task type, the new task head trainable."""
-    config = config_cls(**fields, task_type=PEFT_TASK_TYPES[ctx.task_type], modules_to_save=list(ctx.head_names) or None)
+    """get_peft_model with `config_cls(**fields)` for the task type, the task head trainable."""
+    config = config_cls(**fields, task_type=PEFT_TASK_TYPES[ctx.task_type],
+                        modules_to_save=head_modules(model, ctx.head_names) or None)
     return wrap(model, config, ctx)
+
+
+def head_modules(model, head_names: tuple[str, ...]) -> list[str]:
+    """The head as peft's modules_to_save: each named module that holds weights itself
+    (`classifier`), else its children that do (`pooler.dense` for BERT's pooler).
+
+    peft 0.21's merge_and_unload for IA3, LoHa, LoKr and VeRA copies `.weight` from each
+    wrapped module, so a wrapped container (BertPooler) fails there; its Linear does not.
+    """
+    out: list[str] = []
+    for name, module in model.named_modules():
+        last = name.rsplit(".", 1)[-1]
+        if last not in head_names:
+            continue
+        if any(True for _ in module.parameters(recurse=False)):
+            out.append(last)
+        else:
+            out += [f"{last}.{child}" for child, sub in module.named_children()
+                    if any(True for _ in sub.parameters(recurse=False))]
+    return sorted(set(out))
 
 
 def targets(model, ctx: ApplyContext, override: tuple[str, ...] | None) -> list[str]:

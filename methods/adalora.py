@@ -76,6 +76,6 @@ def on_step(model, step: int) -> None:
     model.base_model.update_and_allocate(step)
 
 
-register("adalora", AdaloraSettings, apply, paper="Zhang et al. 2023, arXiv:2303.10512",
+register("adalora", AdaloraSettings, apply, lr_range=(1e-4, 3e-2), paper="Zhang et al. 2023, arXiv:2303.10512",
          ranked=True, rank_meaning="target average rank (pruned from 1.5x)",
          quants={"none", "int8", "nf4"}, mergeable=True, merge=_peft.merge, on_step=on_step, **_peft.SAVE_LOAD)

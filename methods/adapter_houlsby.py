@@ -30,6 +30,6 @@ def load(base, directory: str, settings: HoulsbySettings, ctx: ApplyContext):
     return _adapters.load_trainable(apply(base, settings, ctx), directory)
 
 
-register("adapter_houlsby", HoulsbySettings, apply, paper="Houlsby et al. 2019, arXiv:1902.00751",
+register("adapter_houlsby", HoulsbySettings, apply, lr_range=(1e-4, 1e-2), paper="Houlsby et al. 2019, arXiv:1902.00751",
          ranked=True, rank_meaning="bottleneck width", quants={"none", "int8", "nf4"},
          save=_adapters.save_trainable, load=load)

@@ -26,6 +26,6 @@ def load(base, directory: str, settings: PfeifferSettings, ctx: ApplyContext):
     return _adapters.load_trainable(apply(base, settings, ctx), directory)
 
 
-register("adapter_pfeiffer", PfeifferSettings, apply, paper="Pfeiffer et al. 2021, arXiv:2005.00247",
+register("adapter_pfeiffer", PfeifferSettings, apply, lr_range=(1e-4, 1e-2), paper="Pfeiffer et al. 2021, arXiv:2005.00247",
          ranked=True, rank_meaning="bottleneck width", quants={"none", "int8", "nf4"},
          save=_adapters.save_trainable, load=load)

@@ -40,5 +40,5 @@ def load(base, directory: str, settings: BitFitSettings, ctx: ApplyContext):
     return _adapters.load_trainable(apply(base, settings, ctx), directory)
 
 
-register("bitfit", BitFitSettings, apply, paper="Ben Zaken et al. 2022, arXiv:2106.10199",
+register("bitfit", BitFitSettings, apply, lr_range=(1e-4, 3e-2), paper="Ben Zaken et al. 2022, arXiv:2106.10199",
          task_types={"seq_cls"}, quants={"none", "int8", "nf4"}, save=_adapters.save_trainable, load=load)

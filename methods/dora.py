@@ -32,6 +32,6 @@ def apply(model, settings: DoraSettings, ctx: ApplyContext):
     return lora.apply(model, settings, ctx, use_dora=True)
 
 
-register("dora", DoraSettings, apply, paper="Liu et al. 2024, arXiv:2402.09353",
+register("dora", DoraSettings, apply, lr_range=(1e-4, 1e-2), paper="Liu et al. 2024, arXiv:2402.09353",
          ranked=True, rank_meaning="rank r of the direction update B·A", quants={"none", "nf4"},
          mergeable=True, merge=_peft.merge, **_peft.SAVE_LOAD)

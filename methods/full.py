@@ -22,5 +22,5 @@ def stored_bytes(model) -> int:
     return sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
 
-register("full", FullSettings, apply, paper="baseline (all parameters trained)",
+register("full", FullSettings, apply, lr_range=(1e-5, 3e-4), paper="baseline (all parameters trained)",
          quants={"none"}, mergeable=False, stored_bytes=stored_bytes)

@@ -29,5 +29,5 @@ def load(base, directory: str, settings: HeadOnlySettings, ctx: ApplyContext):
     return _adapters.load_trainable(apply(base, settings, ctx), directory)
 
 
-register("head_only", HeadOnlySettings, apply, paper="baseline (linear probe: task head only)",
+register("head_only", HeadOnlySettings, apply, lr_range=(), paper="baseline (linear probe: task head only)",
          task_types={"seq_cls"}, quants={"none", "int8", "nf4"}, save=_adapters.save_trainable, load=load)

@@ -33,5 +33,5 @@ def apply(model, settings: Ia3Settings, ctx: ApplyContext):
                        feedforward_modules=list(ffn))
 
 
-register("ia3", Ia3Settings, apply, paper="Liu et al. 2022, arXiv:2205.05638",
+register("ia3", Ia3Settings, apply, lr_range=(1e-3, 1e-1), paper="Liu et al. 2022, arXiv:2205.05638",
          quants={"none", "int8", "nf4"}, mergeable=True, merge=_peft.merge, **_peft.SAVE_LOAD)

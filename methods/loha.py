@@ -37,6 +37,6 @@ def apply(model, settings: LohaSettings, ctx: ApplyContext):
                        target_modules=_peft.targets(model, ctx, settings.targets))
 
 
-register("loha", LohaSettings, apply, paper="Hyeon-Woo et al. 2022, arXiv:2108.06098",
+register("loha", LohaSettings, apply, lr_range=(1e-4, 3e-2), paper="Hyeon-Woo et al. 2022, arXiv:2108.06098",
          ranked=True, rank_meaning="rank r of each of the two Hadamard factors", quants={"none", "int8"},
          mergeable=True, merge=_peft.merge, **_peft.SAVE_LOAD)

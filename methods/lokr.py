@@ -37,6 +37,6 @@ def apply(model, settings: LokrSettings, ctx: ApplyContext):
                        target_modules=_peft.targets(model, ctx, settings.targets))
 
 
-register("lokr", LokrSettings, apply, paper="Yeh et al. 2024, arXiv:2309.14859",
+register("lokr", LokrSettings, apply, lr_range=(1e-4, 3e-2), paper="Yeh et al. 2024, arXiv:2309.14859",
          ranked=True, rank_meaning="rank r of the second Kronecker factor",
          quants={"none", "int8"}, mergeable=True, merge=_peft.merge, **_peft.SAVE_LOAD)

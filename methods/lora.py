@@ -31,6 +31,6 @@ def apply(model, settings: LoraSettings, ctx: ApplyContext, use_dora: bool = Fal
                        use_dora=use_dora, target_modules=_peft.targets(model, ctx, settings.targets))
 
 
-register("lora", LoraSettings, apply, paper="Hu et al. 2021, arXiv:2106.09685",
+register("lora", LoraSettings, apply, lr_range=(1e-4, 1e-2), paper="Hu et al. 2021, arXiv:2106.09685",
          ranked=True, rank_meaning="rank r of B·A", quants={"none", "int8", "nf4"},
          mergeable=True, merge=_peft.merge, **_peft.SAVE_LOAD)

@@ -148,6 +148,6 @@ def merge(model):
     return model
 
 
-register("piggyback", PiggybackSettings, apply, paper="Mallya et al. 2018, arXiv:1801.06519",
+register("piggyback", PiggybackSettings, apply, lr_range=(3e-5, 3e-3), paper="Mallya et al. 2018, arXiv:1801.06519",
          quants={"none"}, mergeable=True, merge=merge, save=save, load=load, read_state=read_state,
          stored_bytes=stored_bytes)

@@ -39,6 +39,6 @@ def apply(model, settings: PrefixTuningSettings, ctx: ApplyContext):
                        prefix_projection=settings.projection > 0, encoder_hidden_size=settings.projection or None)
 
 
-register("prefix_tuning", PrefixTuningSettings, apply, paper="Li & Liang 2021, arXiv:2101.00190",
+register("prefix_tuning", PrefixTuningSettings, apply, lr_range=(1e-3, 1e-1), paper="Li & Liang 2021, arXiv:2101.00190",
          ranked=True, rank_meaning="prefix length (virtual positions per layer)", quants={"none", "int8", "nf4"},
          **_peft.SAVE_LOAD)

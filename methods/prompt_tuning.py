@@ -33,5 +33,5 @@ def apply(model, settings: PromptTuningSettings, ctx: ApplyContext):
                        prompt_tuning_init=PromptTuningInit.RANDOM)
 
 
-register("prompt_tuning", PromptTuningSettings, apply, paper="Lester et al. 2021, arXiv:2104.08691",
+register("prompt_tuning", PromptTuningSettings, apply, lr_range=(1e-3, 3e-1), paper="Lester et al. 2021, arXiv:2104.08691",
          ranked=True, rank_meaning="number of virtual tokens", quants={"none", "int8", "nf4"}, **_peft.SAVE_LOAD)

@@ -5,7 +5,7 @@ model starts equal to its base).  A small policy — the masked mean of the inpu
 embeddings, then one linear layer to 2 logits per block — decides per input and per
 block whether the frozen block or its copy computes: a hard Gumbel-softmax sample with a
 straight-through gradient in training, the argmax at evaluation.  Trainable: all block
-copies, the policy and the head (nearly full fine-tuning's count, with two of every block
+copies (at the method's lr), the policy (its own optimizer group at `policy_lr`) and the head (nearly full fine-tuning's count, with two of every block
 in memory); the copies are real tensors, so measured count and memory are the true ones.
 Ours because no library implements it for transformers.
 
@@ -34,10 +34,13 @@ FROZEN, TUNED = 0, 1  # index of each path in a decision
 @dataclass(frozen=True)
 class SpotTuneSettings:
     temperature: float = 1.0  # Gumbel-softmax temperature
+    # the routing policy is new and zero-initialised: at the blocks' fine-tuning rate (1e-5..1e-4) it would
+    # hardly move from a coin flip in a short run, so it trains in its own optimizer group at this rate
+    policy_lr: float = 1e-2
 
     def __post_init__(self):
-        if self.temperature <= 0:
-            raise ValueError(f"spottune needs temperature > 0; got {self.temperature}")
+        if self.temperature <= 0 or self.policy_lr <= 0:
+            raise ValueError(f"spottune needs temperature > 0 and policy_lr > 0; got {self.temperature}, {self.policy_lr}")
 
 
 class _Routes:
@@ -147,5 +150,6 @@ def load(base, directory: str, settings: SpotTuneSettings, ctx: ApplyContext):
     return _adapters.load_trainable(apply(base, settings, ctx), directory)
 
 
-register("spottune", SpotTuneSettings, apply, paper="Guo et al. 2019, arXiv:1811.08737",
+register("spottune", SpotTuneSettings, apply, lr_range=(1e-5, 3e-4),
+         groups=lambda settings: {"spottune_policy": settings.policy_lr}, paper="Guo et al. 2019, arXiv:1811.08737",
          quants={"none"}, save=_adapters.save_trainable, load=load)

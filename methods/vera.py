@@ -43,6 +43,6 @@ def stored_bytes(model) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
 
 
-register("vera", VeraSettings, apply, paper="Kopiczko et al. 2024, arXiv:2310.11454",
+register("vera", VeraSettings, apply, lr_range=(1e-3, 1e-1), paper="Kopiczko et al. 2024, arXiv:2310.11454",
          ranked=True, rank_meaning="rank r of the shared frozen random matrices", quants={"none", "int8", "nf4"},
          mergeable=True, merge=_peft.merge, stored_bytes=stored_bytes, **_peft.SAVE_LOAD)

@@ -12,8 +12,8 @@ HEAD = r"^classifier\."
 
 
 def _bitfit(d: Dims, rank) -> int:
-    # BERT biases: embeddings LayerNorm (h); per layer q,k,v,o (4h), intermediate (I), output (h), 2 LayerNorms (2h); pooler (h)
-    return d.hidden + d.layers * (7 * d.hidden + d.intermediate) + d.hidden + d.head
+    # BERT biases: embeddings LayerNorm (h); per layer q,k,v,o (4h), intermediate (I), output (h), 2 LayerNorms (2h); the pooler (bias and weight) is part of the head
+    return d.hidden + d.layers * (7 * d.hidden + d.intermediate) + d.head  # the pooler bias is in the head
 
 
 def _bottleneck(d: Dims, r: int) -> int:

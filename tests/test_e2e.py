@@ -113,7 +113,7 @@ def test_leaderboard_rows_and_numbers(finished_run):
     col = {name: i for i, name in enumerate(header)}
     labels = {(r[col["method"]], r[col["rank"]], r[col["quant"]]) for r in body}
     assert labels == {("full", "-", "none"), ("lora", "2", "none"), ("lora", "4", "none"), ("lora", "2", "int8")}
-    assert all(r[col["n"]] == "2" for r in body)
+    assert all(r[col["seeds ok"]] == "2/2" for r in body)
     assert "n/a" in board and "full does not support quant nf4" in board
     assert "no_such_layer" in board  # the failed cell's reason
     assert "![sent: score vs peak memory" in board and "(plots/sent-pareto.png)" in board and "(plots/sent-rank.png)" in board
@@ -123,7 +123,7 @@ def test_leaderboard_rows_and_numbers(finished_run):
     assert re.search(r"- data fingerprints: sent `[0-9a-f]{16}`", footer) and "git commit:" in footer
     inference = _table_rows(board, "latency")
     assert len(inference) == 5 and inference[0][3] == "latency (ms/sample) ↓"
-    overall = _table_rows(board, "mean rank")
+    overall = _table_rows(board, "mean tier")
     assert len(overall) == 5 and all(r[4] == "1/1" and r[3] == f"{float(r[5]):.2f}" for r in overall[1:])  # one task
 
     runs = pd.read_csv(tmp / "results" / "tiny-e2e" / "runs.csv")

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 import optuna
 import pytest
 import yaml
@@ -512,3 +513,36 @@ def test_pareto_mode_optimises_score_and_memory_and_the_report_shows_the_front(t
     assert len(trials) == 4 and all(len(t.values) == 2 and t.values[1] > 0 for t in trials)
     board = (tmp_path / "r" / "pareto" / "leaderboard.md").read_text()
     assert "Pareto front: validation score vs peak memory" in board
+
+
+@pytest.mark.slow
+def test_first_seed_protocol_searches_seed_0_and_reruns_its_choice_on_the_other_seeds(tmp_path):
+    """search: {trials: 3, protocol: first_seed} with no space: each method searches its own
+    registry lr range on seed 0; seeds 1 and 2 run once with seed 0's best trial's lr."""
+    from methods import get_method
+
+    suite = dict(TINY, name="firstseed", training=dict(TINY["training"], seeds=[0, 1, 2]),
+                 grid=[{"method": "lora", "rank": 2}, {"method": "head_only"}],
+                 search={"trials": 3, "sampler": "random", "protocol": "first_seed"})
+    path = _write(tmp_path, suite)
+    uri = f"sqlite:///{tmp_path}/m.db"
+    assert main(["run", str(path), "--tracking-uri", uri, "--results", str(tmp_path / "r"), "--in-process"]) == 0
+    children, _ = _children(uri, "firstseed")
+    finished = [r for r in children if r.info.status == "FINISHED"]
+    lora = [r for r in finished if r.data.params["method"] == "lora"]
+    by_seed = {s: [r for r in lora if r.data.params["seed"] == s] for s in ("0", "1", "2")}
+    assert [len(by_seed[s]) for s in ("0", "1", "2")] == [3, 1, 1]
+    low, high = get_method("lora").lr_range
+    searched = [float(r.data.params["lr"]) for r in by_seed["0"]]
+    assert len(set(searched)) == 3 and all(low <= lr <= high for lr in searched)
+    chosen = max(by_seed["0"], key=lambda r: (r.data.metrics["val_score"], int(r.data.tags["trial"])))  # ties: latest
+    runs_csv = pd.read_csv(tmp_path / "r" / "firstseed" / "runs.csv")
+    assert chosen.info.run_id in set(runs_csv.loc[runs_csv["chosen"], "run_id"])  # the report stands by the same trial
+    for s in ("1", "2"):
+        rerun = by_seed[s][0]
+        assert float(rerun.data.params["lr"]) == float(chosen.data.params["lr"])
+        assert rerun.data.tags["search_from"].endswith("lora r2 seed0")
+        assert rerun.data.tags["search_from_trial"] == chosen.data.tags["trial"]
+    head_only = [r for r in finished if r.data.params["method"] == "head_only"]
+    assert sorted(r.data.params["seed"] for r in head_only) == ["0", "1", "2"]  # nothing to search: once per seed
+    assert all("search_from" not in r.data.tags for r in head_only)

@@ -333,3 +333,54 @@ def test_a_failed_plugin_fails_the_same_way_again(tmp_path, registry_restored):
             load_plugins(["half.py"], str(tmp_path / "suite.yaml"))
         assert (info.value.field, info.value.found, info.value.hint) == \
             ("plugins[0]", "<ImportError: needs a GPU>", f"fix the plugin {broken.resolve()}")
+
+
+# --------------------------------------------------------------------------- equal-budget search, first-seed protocol
+
+
+def test_a_search_without_space_searches_each_methods_own_lr_range(cells_of, base_suite):
+    from methods import get_method
+
+    grid = base_suite["grid"] + [{"method": "head_only"}, {"method": "ia3", "training": {"lr": 0.01}}]
+    cells = cells_of(search={"trials": 4}, grid=grid)
+    for c in cells:
+        if c.method in ("full", "lora"):
+            low, high = get_method(c.method).lr_range
+            assert by_name(c) == {"lr": SearchParam("lr", low, high, log=True)} and c.trials == 4
+        else:  # head_only: only the head trains (at head_lr); ia3: the entry fixed its lr
+            assert (c.space, c.trials) == ((), 1), c.method
+
+
+def test_a_space_naming_lr_replaces_the_method_ranges(cells_of):
+    cells = cells_of(search={"trials": 2, "space": SPACE})
+    assert all(by_name(c)["lr"] == SearchParam("lr", 1e-5, 1e-2, log=True) for c in cells)
+
+
+def test_first_seed_protocol_gives_the_other_seeds_one_rerun_of_the_first(cells_of, base_suite):
+    training = dict(base_suite["training"], seeds=[3, 1, 2])
+    cells = cells_of(search={"trials": 3, "protocol": "first_seed"}, training=training,
+                     grid=[{"method": "lora", "rank": 2}, {"method": "head_only"}])
+    lora = [c for c in cells if c.method == "lora"]
+    assert [(c.seed, c.trials, bool(c.space), c.search_from) for c in lora] == [
+        (3, 3, True, None), (1, 1, False, lora[0].id), (2, 1, False, lora[0].id)]
+    assert all(c.search_from is None and c.trials == 1 for c in cells if c.method == "head_only")
+    per_seed = cells_of(search={"trials": 3}, training=training, grid=[{"method": "lora", "rank": 2}])
+    assert [c.trials for c in per_seed] == [3, 3, 3] and lora[1].id != per_seed[1].id
+
+
+def test_a_bad_protocol_is_a_suite_error(write_suite):
+    with pytest.raises(SuiteError, match="search.protocol"):
+        load_suite(write_suite(search={"trials": 2, "protocol": "first"}))
+
+
+def test_a_plugin_method_without_lr_range_needs_a_searched_lr(tmp_path, write_suite, base_suite, registry_restored):
+    plugin = tmp_path / "norange.py"
+    plugin.write_text(
+        "from dataclasses import dataclass\n"
+        "from methods import freeze_all_but_heads, register\n"
+        "@dataclass(frozen=True)\nclass S:\n    pass\n"
+        "def apply(model, settings, ctx):\n    freeze_all_but_heads(model, ctx)\n    return model\n"
+        "register('norange', S, apply)\n")
+    path = write_suite(grid=[{"method": "norange"}], search={"trials": 2}, plugins=[str(plugin)])
+    with pytest.raises(SuiteError, match=r"grid\[0\].search.lr.*declares no lr_range"):
+        expand_grid(load_suite(path))

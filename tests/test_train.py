@@ -112,7 +112,7 @@ def test_bf16_precision_stores_frozen_weights_in_bf16_and_trains_fp32_lora(task_
     model.config.pad_token_id = tok.pad_token_id
     model = get_method("lora").apply(model, get_method("lora").make_settings(4, {}), tiny.context(model, task_type))
     cast = models.upcast_trainable(model)
-    assert cast == (2 if task_type == "seq_cls" else 0)  # the new head (weight, bias); peft makes LoRA fp32 itself
+    assert cast == (4 if task_type == "seq_cls" else 0)  # the head (classifier, pooler: weight, bias); peft makes LoRA fp32 itself
     trained = {n for n, p in model.named_parameters() if p.requires_grad}
     assert {p.dtype for n, p in model.named_parameters() if n in trained} == {torch.float32}
     assert {p.dtype for n, p in model.named_parameters() if n not in trained} == {torch.bfloat16}

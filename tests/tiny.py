@@ -81,8 +81,8 @@ class Dims:
 
     @property
     def head(self) -> int:
-        """The new classification head every method trains (BERT's classifier has a bias)."""
-        return self.hidden * self.labels + self.labels if self.encoder else 0
+        """The task head every method trains: BERT's classifier (with bias) and the pooler it reads."""
+        return self.hidden * self.labels + self.labels + self.hidden * self.hidden + self.hidden if self.encoder else 0
 
     def total(self, model) -> int:
         return sum(p.numel() for p in model.parameters())
