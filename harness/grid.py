@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.errors import SuiteError, did_you_mean
-from harness.suite import SearchParam, Suite, Training
+from harness.suite import SearchParam, Suite, Training, portable
 
 
 @dataclass(frozen=True)
@@ -250,7 +250,7 @@ def _entry_space(suite: Suite, entry, method, ranks) -> tuple[SearchParam, ...]:
 
 def _context_hash(suite: Suite, task) -> str:
     """Everything outside the grid entry that changes a cell's result."""
-    payload = json.dumps({"model": dataclasses.asdict(suite.model), "task_type": suite.task_type,
-                          "task": dataclasses.asdict(task), "probe": dataclasses.asdict(suite.probe)},
-                         sort_keys=True, default=str)
+    payload = json.dumps(portable({"model": dataclasses.asdict(suite.model), "task_type": suite.task_type,
+                                   "task": dataclasses.asdict(task), "probe": dataclasses.asdict(suite.probe)},
+                                  suite.base), sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -34,6 +34,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -222,9 +223,14 @@ class Suite:
     search: SearchSpec = SearchSpec()
     plugins: tuple[str, ...] = ()  # absolute paths of .py files that register extra methods
 
+    @property
+    def base(self) -> Path:
+        """The suite file's folder: relative paths in the suite are relative to it."""
+        return Path(self.file).absolute().parent
+
     def fingerprint(self) -> str:
         """Content hash (paths relative to the suite file are already resolved)."""
-        data = dataclasses.asdict(self) | {"file": None, "training": self.training.identity()}
+        data = portable(dataclasses.asdict(self), self.base) | {"file": None, "training": self.training.identity()}
         # search and plugins enter the hash only when used, so suites without them keep their fingerprint
         if self.search == SearchSpec():
             del data["search"]
@@ -334,8 +340,32 @@ def _one_or_list(r: _Reader, key: str, kind, default):
 
 
 def _resolve_path(base: Path, value: str) -> str:
+    """Absolute, without following symbolic links: `portable` can then give it back relative
+    to the suite file, the same wherever the checkout (and the data beside it) lives."""
     p = Path(value).expanduser()
-    return str(p if p.is_absolute() else (base / p).resolve())
+    return os.path.normpath(p if p.is_absolute() else base.absolute() / p)
+
+
+def portable(data: Any, base: Path) -> Any:
+    """`dataclasses.asdict` output with the file paths the suite named (data files, a model
+    path, probe files, plugins) relative to the suite file's folder: what enters the suite
+    fingerprint and cell ids, so recorded results keep matching when the repository (with
+    the data at the same place beside it) is checked out somewhere else."""
+    def rel(path: Any) -> Any:
+        return os.path.relpath(path, base) if isinstance(path, str) and os.path.isabs(path) else path
+
+    if isinstance(data, dict):
+        out = dict(data)
+        if "files" in out and isinstance(out["files"], (list, tuple)):  # DataSpec: (split, path); ProbeSpec: paths
+            out["files"] = [(f[0], rel(f[1])) if isinstance(f, (list, tuple)) else rel(f) for f in out["files"]]
+        if isinstance(out.get("path"), str):
+            out["path"] = rel(out["path"])
+        if isinstance(out.get("plugins"), (list, tuple)):
+            out["plugins"] = [rel(p) for p in out["plugins"]]
+        return {k: portable(v, base) for k, v in out.items()}
+    if isinstance(data, (list, tuple)) and any(isinstance(v, dict) for v in data):  # tasks, grid entries
+        return [portable(v, base) for v in data]
+    return data
 
 
 def _parse_model(r: _Reader, base: Path) -> ModelSpec:

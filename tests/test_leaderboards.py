@@ -17,21 +17,12 @@ import pytest
 import yaml
 
 from harness.cli import main
+from tests.committed import committed as committed_results
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _suite_file(board: Path) -> str:
-    """The suite a committed leaderboard names in its provenance footer ("suite file: `...`"),
-    relative to the repository: results/agnews/ comes from offline/agnews.yaml, not suites/."""
-    for line in board.read_text(encoding="utf-8").splitlines():
-        if line.startswith("- suite file: `"):
-            return line.split("`")[1]
-    return f"suites/{board.parent.name}.yaml"
-
-
-COMMITTED = [p.parent.name for p in sorted((ROOT / "results").glob("*/leaderboard.md"))
-             if (p.parent / "runs.csv").is_file() and (ROOT / _suite_file(p)).is_file()]
+COMMITTED = committed_results()
 
 
 def _diff(expected: str, got: str, name: str) -> str:
@@ -41,10 +32,10 @@ def _diff(expected: str, got: str, name: str) -> str:
     return text if len(text) < 12_000 else text[:12_000] + "\n... (diff cut)\n"
 
 
-@pytest.mark.parametrize("name", COMMITTED or [pytest.param(None, marks=pytest.mark.skip(reason="no committed results"))])
+@pytest.mark.parametrize("name", list(COMMITTED) or [pytest.param(None, marks=pytest.mark.skip(reason="no committed results"))])
 def test_committed_leaderboard_is_rebuilt_from_its_runs_csv(name, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(ROOT)  # the leaderboard names its suite file relative to the repository
-    suite, csv = _suite_file(ROOT / "results" / name / "leaderboard.md"), f"results/{name}/runs.csv"
+    suite, csv = COMMITTED[name], f"results/{name}/runs.csv"
     assert main(["report", suite, "--from-csv", csv, "--out", str(tmp_path)]) == 0
     capsys.readouterr()
     committed = (ROOT / "results" / name / "leaderboard.md").read_text(encoding="utf-8")

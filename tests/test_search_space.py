@@ -24,9 +24,10 @@ from harness.errors import SuiteError
 from harness.grid import expand_grid
 from harness.plugins import load_plugins, module_name
 from harness.suite import SearchParam, SearchSpec, Training, load_suite
+from tests.committed import committed
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = [p.stem for p in sorted((ROOT / "suites").glob("*.yaml")) if (ROOT / "results" / p.stem / "runs.csv").is_file()]
+SHIPPED = committed()  # results/<name> -> the suite file it was made from
 
 SPACE = {"lr": {"low": 1e-5, "high": 1e-2, "log": True}, "warmup_steps": {"low": 0, "high": 20}}
 
@@ -146,19 +147,19 @@ def test_ids_without_search_do_not_move(cells_of):
     assert [c.id for c in cells_of(search={"trials": 1, "sampler": "random"})] == [c.id for c in plain]
 
 
-@pytest.mark.parametrize("suite_name", SHIPPED or [pytest.param(None, marks=pytest.mark.skip(reason="no committed results"))])
+@pytest.mark.parametrize("suite_name", list(SHIPPED) or [pytest.param(None, marks=pytest.mark.skip(reason="no committed results"))])
 def test_committed_results_keep_their_cell_ids(suite_name):
     with open(ROOT / "results" / suite_name / "runs.csv", newline="") as f:
         recorded = {row["cell_id"] for row in csv.DictReader(f)}
-    assert recorded <= {c.id for c in expand_grid(load_suite(ROOT / "suites" / f"{suite_name}.yaml"))}
+    assert recorded <= {c.id for c in expand_grid(load_suite(ROOT / SHIPPED[suite_name]))}
 
 
-@pytest.mark.parametrize("suite_name", SHIPPED or [pytest.param(None, marks=pytest.mark.skip(reason="no committed results"))])
+@pytest.mark.parametrize("suite_name", list(SHIPPED) or [pytest.param(None, marks=pytest.mark.skip(reason="no committed results"))])
 def test_committed_results_keep_their_suite_fingerprint(suite_name):
     """New training fields at their defaults leave a suite's fingerprint (the leaderboard's provenance) alone."""
     text = (ROOT / "results" / suite_name / "leaderboard.md").read_text()
     recorded = re.search(r"^- suite fingerprint: `([0-9a-f]+)`$", text, re.M).group(1)
-    assert load_suite(ROOT / "suites" / f"{suite_name}.yaml").fingerprint() == recorded
+    assert load_suite(ROOT / SHIPPED[suite_name]).fingerprint() == recorded
 
 
 @pytest.mark.parametrize("change", [{"batching": "bucket"}, {"precision": "bf16"}, {"compile": True},
@@ -384,3 +385,26 @@ def test_a_plugin_method_without_lr_range_needs_a_searched_lr(tmp_path, write_su
     path = write_suite(grid=[{"method": "norange"}], search={"trials": 2}, plugins=[str(plugin)])
     with pytest.raises(SuiteError, match=r"grid\[0\].search.lr.*declares no lr_range"):
         expand_grid(load_suite(path))
+
+
+def test_ids_of_a_files_suite_do_not_depend_on_where_the_checkout_lives(tmp_path, base_suite):
+    """Data paths enter fingerprints and cell ids relative to the suite file (a symlinked data
+    folder is not resolved), so results recorded in one checkout match the same suite in another."""
+    rows = "text,label\n" + "".join(f"text {i},{'ab'[i % 2]}\n" for i in range(8))
+    ids = []
+    for where in ("one", "two/deeper"):
+        repo = tmp_path / where / "repo"
+        (repo / "offline").mkdir(parents=True)
+        (tmp_path / where / "shared").mkdir()
+        (tmp_path / where / "shared" / "d.csv").write_text(rows)
+        suite = dict(base_suite, tasks=[{"name": "t", "data": {"files": {s: "../../shared/d.csv" for s in
+                                                                          ("train", "validation", "test")}}}])
+        path = repo / "offline" / "s.yaml"
+        path.write_text(yaml.safe_dump(suite))
+        loaded = load_suite(path)
+        ids.append((loaded.fingerprint(), [c.id for c in expand_grid(loaded)]))
+    assert ids[0] == ids[1]
+    moved = tmp_path / "one" / "repo" / "offline" / "other.yaml"  # another relative place: another suite
+    moved.write_text(yaml.safe_dump(dict(base_suite, tasks=[{"name": "t", "data": {"files": {
+        s: str(tmp_path / "two" / "deeper" / "shared" / "d.csv") for s in ("train", "validation", "test")}}}])))
+    assert load_suite(moved).fingerprint() != ids[0][0]
