@@ -10,8 +10,8 @@ or the adapter disabled) and after, and `measure.read_probe` reads both.
   A causal LM's forgetting is its cross-entropy change on them; an encoder's
   representation_drift compares its pooled hidden states on them (debiased linear CKA).
 - The probe task (`task_probe`, encoders): a built-in synthetic classification task other
-  than the suite's (`probe.task`; automatically `topic` when a task of the suite is the
-  synthetic `sentiment`, else `sentiment`), `task_train` examples to fit a linear probe on
+  than the suite's (`probe.task`; automatically `topic` when a task of the suite is a
+  synthetic sentiment task, `sentiment` or `twist`, else `sentiment`), `task_train` examples to fit a linear probe on
   the frozen pooled features and `task_test` to score it.  An encoder's forgetting is the
   probe's accuracy with the base's features minus with the tuned model's.
 """
@@ -105,14 +105,16 @@ def probe_texts(spec: ProbeSpec) -> tuple[tuple[str, ...], str]:
 
 # --------------------------------------------------------------------------- the probe task (encoders)
 
+SENTIMENT_LIKE = ("sentiment", "twist")  # built-in tasks labelled negative/positive: probed on topic instead
 TASK_SEED = 7  # the synthetic probe task's data seed: not the suites' usual 0, so its rows are not a suite task's
 
 
 def probe_task_name(spec: ProbeSpec, tasks: Sequence[TaskSpec]) -> str:
-    """`probe.task`, or automatically: `topic` when a task of the suite is the synthetic `sentiment`, else `sentiment`."""
+    """`probe.task`, or automatically: `topic` when a task of the suite is a synthetic sentiment
+    task (`sentiment`, `twist`), else `sentiment`."""
     if spec.task is not None:
         return spec.task
-    if any(t.data.source == "synthetic" and t.data.generator == "sentiment" for t in tasks):
+    if any(t.data.source == "synthetic" and t.data.generator in SENTIMENT_LIKE for t in tasks):
         return "topic"
     return "sentiment"
 

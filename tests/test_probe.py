@@ -102,6 +102,7 @@ def test_the_probe_task_is_never_the_synthetic_sentiment_it_would_measure_agains
     assert probe_task_name(ProbeSpec(), [sentiment]) == "topic"
     assert probe_task_name(ProbeSpec(), [ag_news, sentiment]) == "topic"
     assert probe_task_name(ProbeSpec(), [topic]) == "sentiment"
+    assert probe_task_name(ProbeSpec(), [_task("tw", source="synthetic", generator="twist")]) == "topic"  # sentiment too
     assert probe_task_name(ProbeSpec(), [ag_news]) == "sentiment"  # a real topic dataset gets sentiment
     assert probe_task_name(ProbeSpec(task="topic"), [topic]) == "topic"  # named: as named
 
