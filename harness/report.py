@@ -675,14 +675,26 @@ def _trials_cell(config: _Config) -> str:
 
 
 def _search_note(cells: list[Cell]) -> str:
-    budgets = sorted({c.trials for c in cells if c.runnable}) or [1]
+    runnable = [c for c in cells if c.runnable]
+    searching = [c for c in runnable if not c.search_from and c.space] or [c for c in runnable if not c.search_from]
+    budgets = sorted({c.trials for c in searching}) or [1]
     n = str(budgets[0]) if len(budgets) == 1 else f"{budgets[0]}–{budgets[-1]}"
     names = _space_names(cells)
-    searched = f" (searched: {', '.join(names)})" if names else ""
-    return (f"_Each row is the best of {n} trials per cell by validation score{searched}; the test score is that "
-            f"trial's.  `trials` is finished trials / budget summed over the row's seeds; `best hyperparameters` "
-            f"are the chosen trials' values (where seeds chose differently, all are listed; per seed in "
-            f"`runs.csv`)._")
+    reruns = [c for c in runnable if c.search_from]
+    if reruns:
+        by_id = {c.id: c for c in cells}
+        first = sorted({by_id[c.search_from].seed for c in reruns})
+        protocol = (f"Protocol first_seed: seed {', '.join(map(str, first))} searches, {n} trials per cell, and the trial "
+                    f"with the best validation score stands for it; every other seed runs once with that trial's values "
+                    f"(its interval therefore leaves out the search's own noise).")
+    else:
+        protocol = (f"Each row is the best of {n} trials per cell by validation score (every seed searches); the test "
+                    f"score is that trial's.")
+    space = (f"  Searched: {', '.join(names)} (an `lr` the suite does not name is searched in each method's own "
+             f"registry range, `python -m harness methods`).") if names else ""
+    return (f"_{protocol}{space}  `trials` is finished trials / budget summed over the row's seeds; `best "
+            f"hyperparameters` are the chosen trials' values (where seeds chose differently, all are listed; per seed "
+            f"in `runs.csv`)._")
 
 
 def _pareto_section(configs: list[_Config], prepared: pd.DataFrame, metric: str, better: bool) -> tuple[list[str], set]:

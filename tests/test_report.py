@@ -540,8 +540,9 @@ def test_search_adds_the_trial_sentence_and_columns(searched):
     suite, cells, runs = searched
     board = build_leaderboard(suite, cells, runs, ACC)
     section = board.split("## sent (accuracy)")[1]
-    assert ("Each row is the best of 3 trials per cell by validation score (searched: lr, settings.alpha); "
-            "the test score is that trial's.") in section.split("|")[0]  # under the heading, above the table
+    note = section.split("|")[0]  # under the heading, above the table
+    assert ("Each row is the best of 3 trials per cell by validation score (every seed searches); the test score "
+            "is that trial's.  Searched: lr, settings.alpha") in note
     rows = table(board)
     assert [(r["method"], r["rank"], r["test accuracy ↑"], r["seeds ok"]) for r in rows] == [
         ("lora", "4", "0.900", "2/2"), ("lora", "8", "0.750", "2/2")]  # the best-val trial's test scores, averaged
@@ -583,7 +584,7 @@ def test_space_alone_counts_as_a_search():
     suite = dataclasses.replace(make_suite(seeds=(0,)), search=SearchSpec(trials=1, space=SPACE[:1]))
     a = cell(suite, "lora", 4)
     board = build_leaderboard(suite, [a], pd.DataFrame([trial(a, "x", 0, lr=0.05)]), ACC)
-    assert "best of 1 trials per cell by validation score (searched: lr)" in board
+    assert "best of 1 trials per cell by validation score (every seed searches); the test score is that trial's.  Searched: lr" in board
     assert table(board)[0]["trials"] == "1/1" and table(board)[0]["best hyperparameters"] == "lr=0.05, alpha=16"
 
 

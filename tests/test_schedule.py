@@ -538,6 +538,8 @@ def test_first_seed_protocol_searches_seed_0_and_reruns_its_choice_on_the_other_
     chosen = max(by_seed["0"], key=lambda r: (r.data.metrics["val_score"], int(r.data.tags["trial"])))  # ties: latest
     runs_csv = pd.read_csv(tmp_path / "r" / "firstseed" / "runs.csv")
     assert chosen.info.run_id in set(runs_csv.loc[runs_csv["chosen"], "run_id"])  # the report stands by the same trial
+    board = (tmp_path / "r" / "firstseed" / "leaderboard.md").read_text()
+    assert "Protocol first_seed: seed 0 searches, 3 trials per cell" in board
     for s in ("1", "2"):
         rerun = by_seed[s][0]
         assert float(rerun.data.params["lr"]) == float(chosen.data.params["lr"])
