@@ -139,6 +139,8 @@ class Training:
                 if k not in LATER_TRAINING_FIELDS or v != getattr(defaults, k)}
 
 
+# head_lr (added with the one head recipe) is not among them on purpose: it changes what every
+# seq_cls cell learns, so results recorded before it must not match a cell again
 LATER_TRAINING_FIELDS = ("batching", "precision", "compile", "gradient_checkpointing")
 
 
