@@ -12,7 +12,9 @@ spotting (negation, contrast clauses, distractor words), so that methods of diff
 capacity separate for real reasons.  Measured once with all-MiniLM-L6-v2, 2000 training
 rows, 100 steps of batch 16, test accuracy: sentiment: full fine-tuning 0.98, LoRA r16
 0.91 and r4 0.56 at lr 1e-3 (0.96 at 3e-3), bag-of-words logistic regression 0.55-0.60;
-topic: full 1.00, LoRA r4 0.985, r1 0.85, bag-of-words 0.93.
+topic: full 1.00, LoRA r4 0.985, r1 0.85, bag-of-words 0.93.  `twist` (the quickstart's) is
+built so that the words alone carry no label in most rows: a frozen encoder with a trained
+head (head_only) reaches about 0.6, LoRA r8 and full fine-tuning 0.99-1.00 at a good lr.
 """
 from __future__ import annotations
 
@@ -228,6 +230,73 @@ def _topic_row(rng: random.Random) -> dict:
     return {"text": text[0].upper() + text[1:] + ".", "label": label}
 
 
+# --------------------------------------------------------------------------- twist
+
+# Common, strongly polar adjectives only: the difficulty is meant to be the sentence's
+# structure, not a rare word.  The tests re-derive every label from these lists, so keep
+# the nouns and the connectives free of them and of the negators.
+TWIST_POSITIVE = ("good", "great", "excellent", "wonderful", "amazing", "fantastic", "superb", "lovely", "perfect",
+                  "brilliant")
+TWIST_NEGATIVE = ("bad", "terrible", "awful", "horrible", "poor", "dreadful", "disappointing", "mediocre", "lousy",
+                  "dull")
+TWIST_NOUNS = ("the soup", "the service", "the pasta", "the dessert", "the staff", "the coffee", "the room", "the view",
+               "the plot", "the acting", "the music", "the ending", "the screen", "the battery", "the camera",
+               "the price", "the hotel", "the bed", "the food", "the wine", "the show", "the book", "the game",
+               "the trip")
+TWIST_NEGATORS = frozenset({"not", "wasn't", "isn't"})
+_TWIST_INTENSIFIERS = ("", "", "", "very ", "really ", "truly ", "quite ", "so ")
+_TWIST_VERBS = ("was", "is", "felt", "seemed", "looked")
+_TWIST_NEGATED = ("was not", "is not", "wasn't", "isn't")
+# form -> weight; which clause decides: simple (the only one), but (the second: after
+# the connective), although (the second: the main clause), even_though (the first: the
+# main clause), and (both: they agree)
+TWIST_FORMS = {"simple": 20, "but": 35, "although": 15, "even_though": 15, "and": 15}
+
+
+def _twist_clause(rng: random.Random, noun: str, positive: bool) -> str:
+    """One clause whose sentiment is `positive`: a polar adjective, negated 30% of the time."""
+    negated = rng.random() < 0.3
+    adjective = rng.choice(TWIST_POSITIVE if positive != negated else TWIST_NEGATIVE)
+    if negated:  # no intensifier under negation: "not very good" is a hedge
+        return f"{noun} {rng.choice(_TWIST_NEGATED)} {adjective}"
+    return f"{noun} {rng.choice(_TWIST_VERBS)} {rng.choice(_TWIST_INTENSIFIERS)}{adjective}"
+
+
+def _twist_row(rng: random.Random) -> dict:
+    """Compositional sentiment that a bag of words cannot read, nor a frozen encoder's [CLS].
+
+    Every sentence is one clause ("the soup was great", "the soup was not great") or two
+    clauses about two different nouns joined by a connective, and the label is the
+    sentiment of the deciding clause: the one after "but", the main clause of
+    "although ..., ..." (second) and of "..., even though ..." (first), or either one of
+    two that agree ("..., and ..."); a clause's sentiment is its adjective's polarity,
+    flipped by "not" / "n't".  In the contrast forms (65% of rows) the two clauses have
+    opposite sentiment, so both polarities occur and only the connective and the order
+    of the clauses say which one counts; negation (30% of clauses) makes the adjective's
+    own polarity a coin flip too.  Test accuracy with all-MiniLM-L6-v2, 2000 training rows,
+    batch 16 (1000 test rows; data seed 0, training seed 0 unless said): at 80 steps (the
+    quickstart) head_only 0.60-0.64 over 3 seeds, LoRA r8 0.66 at lr 1.5e-4 and 1.00 at
+    8.5e-3, full fine-tuning 0.88 at 1.1e-5 and 1.00 at 1.1e-4 and 2.8e-4; at 60 steps
+    LoRA r8 0.97 at 1.5e-3 and 0.99 at 2e-3, LoRA r8 over NF4 1.00 at 5e-3, full 0.91 at
+    2e-5.  So the adapted encoders solve it and the frozen one cannot, and the lr matters.
+    """
+    label = rng.choice(("negative", "positive"))
+    positive = label == "positive"
+    first, second = rng.sample(TWIST_NOUNS, 2)
+    form = rng.choices(tuple(TWIST_FORMS), tuple(TWIST_FORMS.values()))[0]
+    if form == "simple":
+        text = _twist_clause(rng, first, positive)
+    elif form == "but":
+        text = _twist_clause(rng, first, not positive) + ", but " + _twist_clause(rng, second, positive)
+    elif form == "although":
+        text = "although " + _twist_clause(rng, first, not positive) + ", " + _twist_clause(rng, second, positive)
+    elif form == "even_though":
+        text = _twist_clause(rng, first, positive) + ", even though " + _twist_clause(rng, second, not positive)
+    else:
+        text = _twist_clause(rng, first, positive) + ", and " + _twist_clause(rng, second, positive)
+    return {"text": text[0].upper() + text[1:] + ".", "label": label}
+
+
 # --------------------------------------------------------------------------- causal LM
 
 
@@ -259,6 +328,9 @@ SYNTHETIC: dict[str, Generator] = {
                   "labels negative/positive"),
         Generator("topic", "seq_cls", _topic_row,
                   "news-like sentences about business/science/sports/travel, some with a distractor from another topic"),
+        Generator("twist", "seq_cls", _twist_row,
+                  "compositional sentiment: two clauses of opposite sentiment joined by but / although / even though "
+                  "(the connective and the clause order say which decides), scoped negation; labels negative/positive"),
         Generator("addition", "causal_lm", _addition_row, "'Question: What is 23 + 45?\\nAnswer:' -> '68' (two-digit operands)",
                   capacity=90 * 90),
         Generator("copy_word", "causal_lm", _copy_word_row, "'Repeat: apple\\nAnswer:' -> 'apple' (tiny-model tests)",

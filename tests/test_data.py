@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from harness import data
-from harness.data import (COPY_WORDS, NEGATIVE_WORDS, NEGATORS, POSITIVE_WORDS, SYNTHETIC, TOPICS, TaskData,
-                          check_task, collate, encode, load_task)
+from harness.data import (COPY_WORDS, NEGATIVE_WORDS, NEGATORS, POSITIVE_WORDS, SYNTHETIC, TOPICS, TWIST_FORMS,
+                          TWIST_NEGATIVE, TWIST_NEGATORS, TWIST_NOUNS, TWIST_POSITIVE, TaskData, check_task, collate,
+                          encode, load_task)
 from harness.errors import SuiteError
 from harness.suite import DataSpec, TaskSpec
 
@@ -147,6 +148,107 @@ def test_topic_labels_come_from_the_main_clause_not_a_keyword():
     assert 0.1 < mixed / len(rows) < 0.3 and 0.1 < mentions / len(rows) < 0.3, (mixed, mentions)
     # the main clause is first in some mixed rows and last in others: position gives nothing away
     assert 0.3 < first_is_label / mixed < 0.7, first_is_label / mixed
+
+
+
+# twist at the quickstart's sizes and seed 0 (suites/quickstart.yaml): a change to the generator changes these
+TWIST_FINGERPRINT = "503bbadab680d884"
+TWIST_FIRST_TEST_ROW = {"text": "Although the room looked truly disappointing, the soup felt lovely.", "label": "positive"}
+
+
+def _twist_clause_polarity(clause: str) -> int:
+    words = re.findall(r"[a-z']+", clause.lower())
+    adjectives = [w for w in words if w in TWIST_POSITIVE or w in TWIST_NEGATIVE]
+    assert len(adjectives) == 1, clause
+    polarity = 1 if adjectives[0] in TWIST_POSITIVE else -1
+    return -polarity if any(w in TWIST_NEGATORS for w in words) else polarity
+
+
+def _expected_twist(text: str) -> tuple[str, str, list[int]]:
+    """(form, label, each clause's polarity) read off the sentence with the word lists alone."""
+    assert text.endswith(".") and text[0].isupper(), text
+    t = text[:-1]
+    if t.startswith("Although "):
+        form, (first, second) = "although", t[len("Although "):].split(", ")
+        deciding = second
+    elif ", even though " in t:
+        form, (first, second) = "even_though", t.split(", even though ")
+        deciding = first
+    elif ", but " in t:
+        form, (first, second) = "but", t.split(", but ")
+        deciding = second
+    elif ", and " in t:
+        form, (first, second) = "and", t.split(", and ")
+        deciding = second
+    else:
+        form, first, second, deciding = "simple", t, None, t
+    clauses = [c for c in (first, second) if c is not None]
+    for clause in clauses:  # every clause is about one of the nouns, and two clauses about two different ones
+        assert clause.lower().startswith(TWIST_NOUNS), clause
+    if second is not None:
+        assert first.lower().split()[1] != second.lower().split()[1], text
+    return form, "positive" if _twist_clause_polarity(deciding) > 0 else "negative", [
+        _twist_clause_polarity(c) for c in clauses]
+
+
+def test_twist_labels_follow_the_connective_clause_order_and_negation():
+    rows = load("twist", n_train=3000).train
+    forms, labels_by_form, negated = Counter(), Counter(), 0
+    for row in rows:
+        form, label, polarities = _expected_twist(row["text"])
+        assert row["label"] == label, row
+        if form in ("but", "although", "even_though"):
+            assert sorted(polarities) == [-1, 1], row  # a real contrast: one clause of each sentiment
+        elif form == "and":
+            assert polarities[0] == polarities[1], row
+        forms[form] += 1
+        labels_by_form[form, label] += 1
+        negated += sum(w in TWIST_NEGATORS for w in re.findall(r"[a-z']+", row["text"].lower()))
+    total = sum(TWIST_FORMS.values())
+    for form, weight in TWIST_FORMS.items():  # every form, at about its weight, and balanced within it
+        assert abs(forms[form] / len(rows) - weight / total) < 0.03, forms
+        assert 0.4 < labels_by_form[form, "positive"] / forms[form] < 0.6, labels_by_form
+    clauses = sum(1 if f == "simple" else 2 for f in forms.elements())
+    assert 0.25 < negated / clauses < 0.35, negated / clauses
+
+
+def test_twist_is_deterministic_balanced_and_split_disjoint_at_the_quickstart_sizes():
+    sizes = dict(n_train=2000, n_validation=300, n_test=1000)
+    a, b = load("twist", **sizes), load("twist", **sizes)
+    assert a == b and a.label_names == ("negative", "positive")
+    texts = [{r["text"] for r in split} for split in (a.train, a.validation, a.test)]
+    assert list(map(len, texts)) == [2000, 300, 1000]  # distinct texts, not only distinct rows
+    assert not (texts[0] & texts[1] or texts[0] & texts[2] or texts[1] & texts[2])
+    for split in (a.train, a.validation, a.test):
+        share = Counter(r["label"] for r in split)["positive"] / len(split)
+        assert 0.45 < share < 0.55, share
+    # committed quickstart results were made on exactly these rows
+    assert a.fingerprint == TWIST_FINGERPRINT, a.fingerprint
+    assert a.test[0] == TWIST_FIRST_TEST_ROW, a.test[0]
+
+
+def test_twist_is_not_solved_by_the_words_or_by_one_clause_position():
+    """Neither counting polar words (negation read correctly, structure ignored) nor always reading
+    the first or the last clause gets near what reading the structure does (1.0)."""
+    rows = load("twist", n_train=2000).train
+
+    def clauses(text):
+        return re.split(r", even though |, but |, and |, ", text.rstrip(".").removeprefix("Although "))
+
+    def accuracy(guess):
+        return sum(guess(r["text"]) == r["label"] for r in rows) / len(rows)
+
+    def word_count(text):
+        return "positive" if sum(_twist_clause_polarity(c) for c in clauses(text)) > 0 else "negative"
+
+    def first(text):
+        return "positive" if _twist_clause_polarity(clauses(text)[0]) > 0 else "negative"
+
+    def last(text):
+        return "positive" if _twist_clause_polarity(clauses(text)[-1]) > 0 else "negative"
+
+    assert accuracy(word_count) < 0.7 and accuracy(first) < 0.6 and accuracy(last) < 0.9, (
+        accuracy(word_count), accuracy(first), accuracy(last))
 
 
 def test_addition_rows_are_correct_two_digit_sums():
