@@ -10,7 +10,8 @@ from harness.cli import main
 from harness.grid import expand_grid
 from harness.suite import Training, load_suite
 
-SUITES = sorted((Path(__file__).resolve().parents[1] / "suites").glob("*.y*ml"))
+ROOT = Path(__file__).resolve().parents[1]
+SUITES = sorted((ROOT / "suites").glob("*.y*ml")) + sorted((ROOT / "offline").glob("*.y*ml"))  # offline/: shared data
 
 
 @pytest.fixture
@@ -170,8 +171,9 @@ def test_shipped_suite_validates_and_expands(suite_file, capsys):
     out, err = capsys.readouterr()
     assert (code, err) == (0, ""), err
     cells = expand_grid(load_suite(suite_file))
-    m = re.search(r"^(\d+) cells: (\d+) to run, (\d+) n/a$", out, re.M)
+    m = re.search(r"^(\d+) cells: (\d+) to run, (\d+) n/a; (\d+) trials$", out, re.M)
     assert m, out
     assert int(m[1]) == len(cells)
     assert int(m[2]) == len([c for c in cells if c.runnable]) > 0
     assert int(m[3]) == len([c for c in cells if not c.runnable])
+    assert int(m[4]) == sum(c.trials for c in cells if c.runnable)
