@@ -109,11 +109,12 @@ def harness_lora(model, rank: int, alpha: float, seed: int, total_steps: int):
 
 
 def hand_lora_config(rank: int, alpha: float):
-    """What a user writes for the same adapter: BERT's query/value projections, the new head trained."""
+    """What a user writes for the same adapter: BERT's query/value projections, the task head
+    (the new classifier and the pooler it reads, as the harness trains it) trained."""
     from peft import LoraConfig
 
     return LoraConfig(task_type="SEQ_CLS", r=rank, lora_alpha=alpha, lora_dropout=0.0,
-                      target_modules=["query", "value"], modules_to_save=["classifier"])
+                      target_modules=["query", "value"], modules_to_save=["classifier", "pooler.dense"])
 
 
 def hand_lora(model, rank: int, alpha: float, seed: int):

@@ -50,7 +50,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scheduling import ROOT, _wait_for_group  # noqa: E402  (scheduling puts ROOT on sys.path)
 
-QUICKSTART = ROOT / "suites" / "quickstart.yaml"
+QUICKSTART = ROOT / "bench" / "quickstart-v1.yaml"  # the grid these benchmarks time (see that file)
 PHASES = ("load_time_s", "train_time_s", "eval_time_s", "measure_time_s")
 WORKERS_LINE = "worker logs:"  # the coordinator prints it right before it starts its workers
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -233,7 +233,7 @@ def validate_count(suite_path: Path, env: dict[str, str]) -> tuple[int, int]:
     out = subprocess.run([sys.executable, "-m", "harness", "validate", str(suite_path)], env=env, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, f"validate {suite_path}: exit {out.returncode}\n{out.stdout}\n{out.stderr}"
-    m = re.search(r"^(\d+) cells: (\d+) to run, (\d+) n/a$", out.stdout, re.M)
+    m = re.search(r"^(\d+) cells: (\d+) to run, (\d+) n/a(?:; \d+ trials)?$", out.stdout, re.M)
     assert m, f"validate {suite_path}: no summary line in\n{out.stdout}"
     return int(m.group(1)), int(m.group(2))
 
