@@ -101,8 +101,8 @@ def test_mlflow_has_one_finished_child_per_cell_with_every_metric(finished_run):
         else:
             assert "latency_merged_ms" not in m and c.data.tags["merge"] == "full cannot merge"
     by_rank = {c.data.params["rank"]: c.data.metrics["trainable_params"] for c in lora if c.data.params["quant"] == "none"}
-    # 2 layers x (query, value) x r x (32 + 32), plus the 32x2+2 classifier
-    assert by_rank == {"2": 2 * 2 * 2 * 64 + 66, "4": 2 * 2 * 4 * 64 + 66}
+    # 2 layers x (query, value) x r x (32 + 32), plus the head: the 32x2+2 classifier and the 32x32+32 pooler
+    assert by_rank == {"2": 2 * 2 * 2 * 64 + 66 + 1056, "4": 2 * 2 * 4 * 64 + 66 + 1056}
 
 
 def test_leaderboard_rows_and_numbers(finished_run):
