@@ -73,7 +73,8 @@ def test_bitfit_trains_exactly_the_biases_and_the_head():
     model, *_ = tiny.build("seq_cls", "bitfit")
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     biases = {n for n, _ in model.named_parameters() if n.endswith(".bias")}
-    assert trainable == biases | {"classifier.weight"}
+    # the task head every method trains: the classifier and the pooler it reads
+    assert trainable == biases | {"classifier.weight", "bert.pooler.dense.weight"}
 
 
 def test_bias_free_models_are_refused():
@@ -107,7 +108,7 @@ def test_piggyback_stores_one_bit_per_masked_weight_plus_the_head(tmp_path):
     model, tok, settings, ctx = tiny.build("seq_cls", "piggyback")
     masked = [m for m in model.modules() if isinstance(m, MaskedLinear)]
     n = sum(m.scores.numel() for m in masked)
-    head = sum(p.numel() * 4 for p in model.classifier.parameters())
+    head = sum(p.numel() * 4 for m in (model.classifier, model.bert.pooler) for p in m.parameters())
     assert method.stored_bytes(model) == math.ceil(n / 8) + head
     with torch.no_grad():
         for m in masked:

@@ -282,6 +282,7 @@ def test_plugin_method_expands_into_cells(write_suite, tmp_path, registry_restor
     write_plugin(tmp_path / "plugins" / "probe_plugin.py", "probe_from_plugin")
     suite = load_suite(write_suite(plugins="plugins/probe_plugin.py", search={"trials": 2},
                                    grid=[{"method": "probe_from_plugin", "settings": {"scale": 2.0},
+                                          "training": {"lr": 1e-3},  # the plugin declares no lr_range
                                           "search": {"settings.width": {"low": 2, "high": 16, "log": True}}},
                                          {"method": "full"}]))
     assert suite.plugins == (str((tmp_path / "plugins" / "probe_plugin.py").resolve()),)
@@ -304,7 +305,7 @@ def test_validate_lists_plugin_cells(write_suite, tmp_path, capsys, registry_res
     out, err = capsys.readouterr()
     assert (code, err) == (0, "")
     rows = [line.split() for line in out.splitlines() if re.match(r"\s+\d+\s", line)]
-    assert rows == [["1", "sent", "cli_plugin_method", "-", "none", "0", "run"]]
+    assert rows == [["1", "sent", "cli_plugin_method", "-", "none", "0", "1", "run"]]
 
 
 def test_plugins_import_once_per_process(tmp_path, registry_restored):

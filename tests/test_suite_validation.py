@@ -283,10 +283,11 @@ def test_valid_suite_prints_its_grid(write_suite, capsys):
     assert f"{path.resolve()}: valid (schema_version 1, fingerprint " in out
     assert "model: tiny:architecture=bert," in out and "task type: seq_cls" in out
     rows = [line.split() for line in out.splitlines() if re.match(r"\s+\d+\s", line)]
-    assert rows == [["1", "sent", "full", "-", "none", "0", "run"],
-                    ["2", "sent", "lora", "2", "none", "0", "run"],
-                    ["3", "sent", "lora", "4", "none", "0", "run"]]
-    assert out.rstrip().endswith("3 cells: 3 to run, 0 n/a")
+    # columns: #, task, method, rank, quant, seed, trials, status
+    assert rows == [["1", "sent", "full", "-", "none", "0", "1", "run"],
+                    ["2", "sent", "lora", "2", "none", "0", "1", "run"],
+                    ["3", "sent", "lora", "4", "none", "0", "1", "run"]]
+    assert out.rstrip().endswith("3 cells: 3 to run, 0 n/a; 3 trials")
 
 
 def test_na_cell_is_listed_not_refused(write_suite, capsys):
@@ -294,7 +295,7 @@ def test_na_cell_is_listed_not_refused(write_suite, capsys):
     code, out, err = _validate(capsys, path)
     assert (code, err) == (0, "")
     assert out.count("n/a: full does not support quant nf4 (supports: none)") == 2
-    assert out.rstrip().endswith("4 cells: 2 to run, 2 n/a")
+    assert out.rstrip().endswith("4 cells: 2 to run, 2 n/a; 2 trials")
 
 
 def test_renamed_columns_validate(write_suite, base_suite, tmp_path, capsys):
@@ -303,4 +304,4 @@ def test_renamed_columns_validate(write_suite, base_suite, tmp_path, capsys):
     base_suite["tasks"][0]["data"] = {**FILES_DATA, "columns": {"text": "sentence"}}
     code, out, err = _validate(capsys, write_suite(base_suite))
     assert (code, err) == (0, "")
-    assert out.rstrip().endswith("3 cells: 3 to run, 0 n/a")
+    assert out.rstrip().endswith("3 cells: 3 to run, 0 n/a; 3 trials")
