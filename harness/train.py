@@ -2,9 +2,14 @@
 
 The loop never looks at which method it trains: a method that needs a per-step call
 declares `on_step` in the registry.  AdamW on the trainable parameters, linear warm-up
-then linear decay, gradient accumulation, clipping; on CPU it is seeded and
-deterministic.  What keeps it fast (bench/ measures it against a hand-written loop and
-against transformers' Trainer):
+then linear decay, gradient accumulation (token-weighted for causal LM, see `accumulate`:
+a step's loss does not depend on its micro-batch), clipping; on CPU it is seeded and
+deterministic.  The logged train loss is the mean of the steps' losses since the last
+log: a step's loss is the mean over its batch's supervised tokens (causal LM) or
+examples (sequence classification).
+
+What keeps it fast (bench/ measures it against a hand-written loop and against
+transformers' Trainer):
 
 - the loss is read back from the device only every `log_every` steps, so the host
   never waits on the device in between (tokens are counted on the host);
@@ -199,6 +204,54 @@ def lr_lambda(warmup: int, total: int) -> Callable[[int], float]:
     return factor
 
 
+def supervised_targets(batches: list[dict]) -> int | None:
+    """How many tokens the causal-LM loss scores over these (host) batches: labels other
+    than -100 after the shift (a token's label is predicted at the position before it,
+    so the first position's label is never a target); None for per-example labels
+    (sequence classification)."""
+    if "labels" not in batches[0] or batches[0]["labels"].dim() < 2:
+        return None
+    return sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)  # host tensors: no device sync
+
+
+def accumulate(forward, batches: list[dict], device: torch.device, precision: str = "fp32") -> torch.Tensor:
+    """Forward and backward over the micro-batches of one optimizer step; returns the step's
+    loss (detached, on `device`), whose gradient is what the parameters now hold.
+
+    The step's loss is the same however its batch is cut into micro-batches (the runner
+    halves the micro-batch on out of memory), so a retry trains the same objective:
+
+    - causal LM: the mean over every supervised token of the whole batch.  A model's own
+      loss is the mean over its micro-batch's tokens, and averaging those means would
+      weigh a token of a micro-batch with few answer tokens more than one of a
+      micro-batch with many.  So the supervised tokens of all micro-batches are counted
+      on the host first, and each micro-batch's token losses are summed and divided by
+      the step's mean count per micro-batch (transformers' `num_items_in_batch` loss
+      argument, which its Trainer passes under accumulation: every causal LM whose loss
+      goes through `loss_function` honors it, and peft and the methods' wrappers pass it
+      on), then by the number of micro-batches: sum / (total / k) / k = sum / total.
+      Dividing by k as well, rather than passing the total, keeps what a method adds to
+      the loss on every forward (AdaLoRA's orthogonality penalty) counted once per
+      step, as before.  The count goes as a device tensor: no host-device copy, and
+      torch.compile does not specialize on its value.
+    - sequence classification: the mean over examples, every example weighing the same;
+      the micro-batches of a step all hold the same number of examples, so the mean of
+      their means is that mean.
+    """
+    targets, k = supervised_targets(batches), len(batches)
+    # max: a batch without a supervised token adds no gradient instead of 0/0
+    per_micro = None if targets is None else torch.full((), max(targets, 1) / k, device=device)
+    step = torch.zeros((), device=device)
+    for batch in batches:
+        batch = {key: v.to(device, non_blocking=True) for key, v in batch.items()}
+        with autocast(device, precision):
+            out = forward(**batch) if per_micro is None else forward(**batch, num_items_in_batch=per_micro)
+            loss = out.loss / k
+        loss.backward()
+        step += loss.detach()
+    return step
+
+
 def train(model, examples: list[dict], cfg: Training, seed: int, pad_id: int, device: torch.device,
           on_step: Callable | None = None, progress: Callable[[int, float], None] | None = None,
           groups: list[ParamGroup] | None = None) -> TrainStats:
@@ -224,14 +277,9 @@ def train(model, examples: list[dict], cfg: Training, seed: int, pad_id: int, de
         if step == timed_from:
             _sync(device)
             t_timed, tokens = time.perf_counter(), 0
-        for _ in range(cfg.grad_accum):
-            batch, n = next(batches)
-            tokens += n
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            with autocast(device, precision):
-                loss = forward(**batch).loss / cfg.grad_accum
-            loss.backward()
-            running += loss.detach()
+        micro = [next(batches) for _ in range(cfg.grad_accum)]
+        tokens += sum(n for _, n in micro)
+        running += accumulate(forward, [batch for batch, _ in micro], device, precision)
         if cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         opt.step()
