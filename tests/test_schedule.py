@@ -548,3 +548,51 @@ def test_first_seed_protocol_searches_seed_0_and_reruns_its_choice_on_the_other_
     head_only = [r for r in finished if r.data.params["method"] == "head_only"]
     assert sorted(r.data.params["seed"] for r in head_only) == ["0", "1", "2"]  # nothing to search: once per seed
     assert all("search_from" not in r.data.tags for r in head_only)
+
+
+# --------------------------------------------------------------------------- sampling: each cell searches alone
+
+
+def _searched_cells(tmp_path: Path, seeds: int, trials: int):
+    from harness.grid import expand_grid
+
+    suite = load_suite(_write(tmp_path, dict(
+        TINY, name="draws", training=dict(TINY["training"], seeds=list(range(seeds))), grid=[{"method": "lora", "rank": 2}],
+        search={"trials": trials, "protocol": "per_seed", "space": {"lr": {"low": 1e-4, "high": 1e-2, "log": True}}})))
+    return suite, [c for c in expand_grid(suite) if c.runnable]
+
+
+def _told(study: optuna.Study, slot: str, params: dict, value: float) -> None:
+    dists = {k: optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True) for k in params}
+    study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, values=[value],
+                                              user_attrs={SLOT: slot}))
+
+
+def test_a_cells_draws_ignore_the_other_cells_in_the_shared_study(tmp_path):
+    """Optuna's TPE reads the whole study; the harness must not let other cells end a cell's
+    random start-up (first draws piled at the range's ends) or steer its later draws."""
+    import math
+
+    from harness.schedule import cell_values
+
+    suite, cells = _searched_cells(tmp_path, seeds=40, trials=8)
+    alone, shared = optuna.create_study(direction="maximize"), optuna.create_study(direction="maximize")
+    for i, other in enumerate(cells[20:]):  # other cells' finished trials, only in `shared`
+        _told(shared, other.slots()[0], {f"lr@{other.id}": 10 ** (-4 + 2 * (i % 7) / 6)}, value=i % 3 / 3)
+    cell = cells[0]
+    for k in range(4):  # the cell's own history, in both: past TPE's start-up of 4 trials
+        lr = 10 ** (-4 + 2 * k / 3)
+        for study in (alone, shared):
+            _told(study, cell.slots()[k], {f"lr@{cell.id}": lr}, value=lr)
+    for k in range(4, 8):
+        assert cell_values(shared, suite, cell, cell.slots()[k]) == cell_values(alone, suite, cell, cell.slots()[k])
+
+    # first draws of 20 fresh cells in a study full of finished trials: spread over the range
+    qs = []
+    for c in cells[:20]:
+        for slot in c.slots()[:2]:
+            (lr,) = cell_values(shared, suite, c, slot).values()
+            qs.append((math.log10(lr) + 4) / 2)
+    near_ends = sum(q < 0.05 or q > 0.95 for q in qs) / len(qs)
+    assert near_ends <= 0.2, near_ends  # uniform: 0.1; TPE on the shared study's history: about a third
+    assert all(0.0 <= q <= 1.0 for q in qs)
