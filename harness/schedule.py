@@ -569,8 +569,10 @@ def _run_one(study, trial: optuna.Trial, by_id: dict[str, Cell], inv: track.Invo
             values, source_trial = chosen
             extra = {"search_from": source.label, "search_from_trial": str(source_trial)}
         else:
-            study.sampler = optuna.samplers.PartialFixedSampler(cell_values(study, suite, cell, slot),
-                                                                optuna.samplers.RandomSampler())
+            with warnings.catch_warnings():  # "PartialFixedSampler is experimental": stable since Optuna 2.4
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.sampler = optuna.samplers.PartialFixedSampler(cell_values(study, suite, cell, slot),
+                                                                    optuna.samplers.RandomSampler())
             values = sample(trial, cell)
         k = int(slot.rsplit("/", 1)[1])
         log(f"[{name}] start {cell.label} trial {k + 1}/{cell.trials} (optuna #{trial.number})"
