@@ -2,7 +2,8 @@
 
 - `Bottleneck`: the adapter module of Houlsby et al. 2019 (arXiv:1902.00751): x + up(act(down(x))),
   up-projection zero-initialised so an adapted model starts equal to its base;
-- `ADAPTER_SITES`: where adapters go in each architecture's blocks (attention / FFN output projections);
+- `ADAPTER_SITES`: where Houlsby's adapters go in each architecture's blocks (attention / FFN output
+  projections), and where `targets` puts them; Pfeiffer's own site is in adapter_pfeiffer.py;
 - `transformer_blocks`: the list of blocks, found without a per-architecture table;
 - `save_trainable` / `load_trainable`: what a method must store per task is exactly what it trained.
 """
@@ -58,9 +59,13 @@ class Bottleneck(nn.Module):
         for t in (self.down.bias, self.up.weight, self.up.bias):
             nn.init.zeros_(t)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def delta(self, x: torch.Tensor) -> torch.Tensor:
+        """up(act(down(x))) without the residual, in x's dtype; zero at initialisation."""
         # adapters stay fp32 whatever the base computes in (bf16 autocast, 4-bit layers)
-        return x + self.up(self.act(self.down(x.to(self.down.weight.dtype)))).to(x.dtype)
+        return self.up(self.act(self.down(x.to(self.down.weight.dtype)))).to(x.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.delta(x)
 
 
 class WithAdapter(nn.Module):
@@ -114,10 +119,15 @@ def add_bottlenecks(model, settings: BottleneckSettings, ctx: ApplyContext, site
             setattr(parent, leaf, WithAdapter(target, Bottleneck(out_features(target), settings.rank,
                                                                  settings.activation).to(device)))
         if layer_norms:
-            for module in block.modules():
-                if "norm" in type(module).__name__.lower():
-                    module.requires_grad_(True)
+            train_norms(block)
     return model
+
+
+def train_norms(block: nn.Module) -> None:
+    """Make every normalisation layer of a block trainable (LayerNorm, RMSNorm, ...)."""
+    for module in block.modules():
+        if "norm" in type(module).__name__.lower():
+            module.requires_grad_(True)
 
 
 def save_trainable(model: nn.Module, directory: str) -> None:

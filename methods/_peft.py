@@ -53,7 +53,8 @@ def head_modules(model, head_names: tuple[str, ...]) -> list[str]:
 
 
 def targets(model, ctx: ApplyContext, override: tuple[str, ...] | None) -> list[str]:
-    """The suite's `targets` setting, else the architecture's attention q/v projections."""
+    """The suite's `targets` setting (`all_linear`: every linear of the blocks), else the architecture's
+    attention q/v projections."""
     from methods._targets import resolve_targets
 
     return list(resolve_targets(model, ctx.model_type, override))

@@ -9,6 +9,8 @@ A target is a module-name suffix of whole dotted components, as in peft (`value`
 index.  `N` is needed where a plain suffix is ambiguous: BERT's FFN output projection is
 `encoder.layer.0.output.dense`, but `output.dense` also ends the attention output
 `encoder.layer.0.attention.output.dense`; `N.output.dense` matches only the former.
+The target `all_linear` stands for every linear layer inside the transformer blocks
+(attention and FFN projections; not the embeddings, the task head or an LM head).
 Targets are resolved to full module names, so peft sees exactly the layers meant.
 """
 from __future__ import annotations
@@ -59,6 +61,11 @@ FFN_OUT: dict[str, tuple[str, ...]] = {
 }
 
 
+# a `targets` entry naming every linear layer of the transformer blocks, attention and FFN
+# (AdaLoRA's setting in its paper: W_q, W_k, W_v, W_o, W_f1, W_f2)
+ALL_LINEAR = "all_linear"
+
+
 def _is_linear(module: torch.nn.Module) -> bool:
     # bitsandbytes' Linear8bitLt/Linear4bit and GPT-2's Conv1D are linears too
     return isinstance(module, torch.nn.Linear) or "Linear" in type(module).__name__ or type(module).__name__ == "Conv1D"
@@ -74,12 +81,24 @@ def _matches(name: str, target: str) -> bool:
 def find_modules(model: torch.nn.Module, targets: tuple[str, ...], kind: str = "target") -> tuple[str, ...]:
     """Full names of the linear layers matching `targets`; ValueError naming a target that matches none."""
     linears = [name for name, m in model.named_modules() if name and _is_linear(m)]
+    chosen: set[str] = set()
     for t in targets:
-        if not any(_matches(n, t) for n in linears):
+        hits = _block_linears(model, linears) if t == ALL_LINEAR else {n for n in linears if _matches(n, t)}
+        if not hits:
             short = sorted({n.rsplit(".", 1)[-1] for n in linears})
             raise ValueError(f"{kind} module {t!r} not found in the model (linear layers: {', '.join(short)}; "
-                             f"a target is a name suffix such as 'value' or 'N.output.dense', N = block index)")
-    return tuple(n for n in linears if any(_matches(n, t) for t in targets))
+                             f"a target is a name suffix such as 'value' or 'N.output.dense', N = block index, "
+                             f"or {ALL_LINEAR!r} for every linear layer of the blocks)")
+        chosen |= hits
+    return tuple(n for n in linears if n in chosen)
+
+
+def _block_linears(model: torch.nn.Module, linears: list[str]) -> set[str]:
+    """The linear layers inside the transformer blocks (what `all_linear` stands for)."""
+    from methods._adapters import transformer_blocks
+
+    prefix = transformer_blocks(model)[0] + "."
+    return {n for n in linears if n.startswith(prefix)}
 
 
 def resolve_targets(model: torch.nn.Module, model_type: str, override: tuple[str, ...] | None = None,

@@ -9,6 +9,14 @@ target rank `rank`; then the pattern is frozen for a final phase.  Pruning zeroe
 entries of Λ but keeps the tensors, so the trainable count is the one at initialisation:
 r0·(d_in + d_out + 1) per target.  Λ starts at zero, so the model starts equal to the base.
 
+Targets: by default the attention q/v projections, LoRA's default here, so that `adalora`
+and `lora` rows of a leaderboard at the same rank differ by the method, not by where it is
+applied.  The paper applies AdaLoRA to every weight matrix
+of attention and FFN (W_q, W_k, W_v, W_o, W_f1, W_f2), where its budget allocation has
+layers of different kinds to choose between: `settings: {targets: [all_linear]}`
+(6 targets per block on BERT, 7 on Llama, instead of 2; the FFN's are the widest, so the
+trainable count grows by more than that ratio).
+
 The schedule needs the run's length: `tinit` (warm-up without pruning) is `warmup_frac` of
 the steps, `tfinal` (fixed pattern) `final_frac` (at least one step, the one that fixes the
 final pattern), and the budget is reallocated every `deltaT` = 1% of the steps (at least
@@ -34,7 +42,9 @@ class AdaloraSettings:
     warmup_frac: float = 0.1
     final_frac: float = 0.2
     orth_reg_weight: float = 0.5
-    targets: tuple[str, ...] | None = None  # None: attention q/v, as for LoRA, so ranks compare
+    # None: attention q/v, as for LoRA, so the two compare at the same targets and rank;
+    # [all_linear]: every linear weight of attention and FFN, the paper's setting
+    targets: tuple[str, ...] | None = None
 
     def __post_init__(self):
         if self.rank < 1 or (self.init_rank is not None and self.init_rank < self.rank):

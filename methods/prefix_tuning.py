@@ -2,11 +2,17 @@
 Generation" (arXiv:2101.00190).
 
 What it trains: a prefix of n virtual positions in every attention layer — a key and a
-value vector per layer and position (n x layers x 2 x d_kv parameters) that each real
-token can attend to, passed to the frozen model as its past key/value cache.  The paper
-trains the prefix through a reparametrisation MLP for stability (`projection`: its hidden
-size; then the saved adapter holds the MLP's output table).  Outputs differ from the
-base from the start; nothing to merge.  For seq_cls the new classifier trains too.
+value vector per layer and position (n x layers x 2 x d_kv values) that each real token
+can attend to, passed to the frozen model as its past key/value cache.  By default, as the
+paper trains (its sec. 4.3, for stability), the prefix is reparametrised: an n x d_kv
+table goes through an MLP (Linear d_kv -> P, tanh, Linear P -> layers x 2 x d_kv; peft's
+`prefix_projection`), so the trainable parameters are n·d_kv + d_kv·P + P + P·(layers·2·d_kv)
++ layers·2·d_kv with P = `projection` = 512 (the hidden size in the authors' code).  After
+training only the MLP's output table is needed: the saved adapter holds that table (n x
+layers x 2 x d_kv), not the MLP.  `projection: 0` trains the prefix table directly (fewer
+trainable parameters; the paper found that less stable and slightly worse).  Outputs
+differ from the base from the start; nothing to merge.  For seq_cls the new classifier
+trains too.
 
 Through peft's PrefixTuningConfig.  Both task types work with peft 0.21 and
 transformers 5 on our tiny models: Llama reads the prefix as a DynamicCache (training,
@@ -24,7 +30,7 @@ from methods import ApplyContext, _peft, register
 @dataclass(frozen=True)
 class PrefixTuningSettings:
     rank: int = 10  # prefix length; the paper's setting for table-to-text
-    projection: int = 0  # hidden size of the reparametrisation MLP; 0 trains the prefix directly
+    projection: int = 512  # hidden size of the reparametrisation MLP (the paper's); 0 trains the prefix directly
 
     def __post_init__(self):
         if self.rank < 1 or self.projection < 0:

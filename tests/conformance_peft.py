@@ -54,9 +54,14 @@ def _prompt_tuning(d: Dims, n: int) -> int:
     return n * d.hidden + d.head
 
 
+PREFIX_MLP = 512  # prefix_tuning's default `projection`: the reparametrisation MLP's hidden size
+
+
 def _prefix_tuning(d: Dims, n: int) -> int:
-    # a key and a value vector (d_kv = 2 heads x 16 = hidden) per layer and prefix position
-    return n * d.layers * 2 * d.hidden + d.head
+    # the default reparametrisation: an n x d_kv table (d_kv = 2 heads x 16 = hidden), then
+    # Linear d_kv -> P (with bias), tanh, Linear P -> a key and a value vector per layer (with bias)
+    kv = d.layers * 2 * d.hidden
+    return n * d.hidden + (d.hidden * PREFIX_MLP + PREFIX_MLP) + (PREFIX_MLP * kv + kv) + d.head
 
 
 SPECS: dict[str, Spec] = {

@@ -67,3 +67,46 @@ def test_training_is_deterministic_on_cpu(method):
     (losses_a, params_a), (losses_b, params_b) = results
     assert losses_a == losses_b
     assert params_a.keys() == params_b.keys() and all(torch.equal(params_a[k], params_b[k]) for k in params_a)
+
+
+# ---------------------------------------------------------------- defaults that follow the papers
+
+def test_prefix_tuning_trains_through_the_reparametrisation_mlp_by_default():
+    """Li & Liang train the prefix through an MLP; `projection: 0` is the directly trained table."""
+    kv = tiny.LAYERS * 2 * tiny.HIDDEN  # a key and a value vector per layer (d_kv = hidden on the tiny models)
+    for task_type in ("seq_cls", "causal_lm"):
+        model, _, settings, _ = tiny.build(task_type, "prefix_tuning", rank=4)
+        encoder = model.prompt_encoder["default"]
+        assert settings.projection == 512 and encoder.prefix_projection
+        first, act, last = encoder.transform
+        assert (first.in_features, first.out_features, last.in_features, last.out_features) == (tiny.HIDDEN, 512, 512, kv)
+        assert isinstance(act, torch.nn.Tanh) and encoder.embedding.weight.shape == (4, tiny.HIDDEN)
+        assert all(p.requires_grad for p in encoder.parameters())
+    direct, *_ = tiny.build("seq_cls", "prefix_tuning", rank=4, settings={"projection": 0})
+    encoder = direct.prompt_encoder["default"]
+    assert not encoder.prefix_projection and not hasattr(encoder, "transform")
+    assert encoder.embedding.weight.shape == (4, kv)
+
+
+@pytest.mark.parametrize("task_type,blocks", [("seq_cls", "bert.encoder.layer."), ("causal_lm", "model.layers.")])
+@pytest.mark.parametrize("method", ["adalora", "lora"])
+def test_all_linear_targets_every_linear_of_the_blocks_and_the_default_only_q_v(method, task_type, blocks):
+    base, _ = tiny.base_model(task_type)
+    linears = {n for n, m in base.named_modules() if isinstance(m, torch.nn.Linear) and n.startswith(blocks)}
+    # attention q, k, v, o and the FFN: BERT's intermediate/output dense, Llama's gate/up/down
+    assert len(linears) == tiny.LAYERS * (6 if task_type == "seq_cls" else 7)
+    prefix = "base_model.model."
+
+    def adapted(settings):
+        model, *_ = tiny.build(task_type, method, rank=2, settings=settings)
+        return model, {n[len(prefix):]: m for n, m in model.named_modules() if hasattr(m, "lora_A")}
+
+    _, default = adapted({})
+    qv = {"query", "value"} if task_type == "seq_cls" else {"q_proj", "v_proj"}
+    assert {n.rsplit(".", 1)[-1] for n in default} == qv and len(default) == tiny.LAYERS * 2
+    model, every = adapted({"targets": ["all_linear"]})
+    assert set(every) == linears  # every linear weight of the blocks; not the pooler, classifier or LM head
+    if method == "adalora":  # r0 = ceil(1.5 r) = 3: P (d_out x r0), Q (r0 x d_in), Λ (r0) per target
+        head = tiny.Dims(task_type).head
+        expected = sum(3 * (m.in_features + m.out_features + 1) for m in every.values()) + head
+        assert count_params(model)[0] == expected

@@ -30,14 +30,12 @@ def test_bottleneck_is_the_identity_at_init_and_a_residual_bottleneck_after():
     assert torch.allclose(adapter(x), expected) and not torch.allclose(adapter(x), x)
 
 
-@pytest.mark.parametrize("method,task_type,paths", [
-    ("adapter_houlsby", "seq_cls", {"attention.output.dense", "output.dense"}),
-    ("adapter_houlsby", "causal_lm", {"self_attn.o_proj", "mlp.down_proj"}),
-    ("adapter_pfeiffer", "seq_cls", {"output.dense"}),
-    ("adapter_pfeiffer", "causal_lm", {"mlp.down_proj"}),
+@pytest.mark.parametrize("task_type,paths", [
+    ("seq_cls", {"attention.output.dense", "output.dense"}),
+    ("causal_lm", {"self_attn.o_proj", "mlp.down_proj"}),
 ])
-def test_adapters_sit_after_the_output_projections(method, task_type, paths):
-    model, *_ = tiny.build(task_type, method, rank=4)
+def test_houlsby_adapters_sit_after_the_output_projections(task_type, paths):
+    model, *_ = tiny.build(task_type, "adapter_houlsby", rank=4)
     _, blocks = _adapters.transformer_blocks(model)
     for block in blocks:
         assert {n for n, m in block.named_modules() if isinstance(m, _adapters.WithAdapter)} == paths
@@ -58,6 +56,77 @@ def test_houlsby_layer_norms_follow_the_setting():
     assert norms_trainable("seq_cls", {"train_layer_norms": False}) == {False}
     assert norms_trainable("causal_lm", {}) == {False}
     assert norms_trainable("causal_lm", {"train_layer_norms": True}) == {True}
+
+
+# ---------------------------------------------------------------- Pfeiffer adapters (Pfeiffer et al. 2021)
+
+def _recorder(seen: dict, key, what: str = "out"):
+    """A forward hook appending a module's first input ("in") or its output ("out") to seen[key]."""
+    def hook(module, args, output):
+        seen[key].append((args[0] if what == "in" else output).detach().clone())
+    return hook
+
+
+def test_pfeiffer_adapter_sits_after_the_ffn_add_and_norm_on_bert():
+    """BERT's FFN output is LN(h + a) (h = dropout(dense(x)), a = the attention output, the residual).
+    The paper's adapter reads z = LN(h + a); its residual is h, taken before the norm; the same
+    LayerNorm then receives adapter output + a: y = LN(h + f(z) + a)."""
+    model, tok, *_ = tiny.build("seq_cls", "adapter_pfeiffer", rank=4)
+    _, blocks = _adapters.transformer_blocks(model)
+    seen, handles = {}, []
+    for i, block in enumerate(blocks):
+        # one adapter per block, at the FFN output norm; no Houlsby-style wrapped projection
+        assert [n for n, m in block.named_modules() if isinstance(m, _adapters.Bottleneck)] == ["output.LayerNorm.adapter"]
+        assert not any(isinstance(m, _adapters.WithAdapter) for m in block.modules())
+        site = block.output.LayerNorm
+        _perturb(site.adapter, seed=i)
+        for key, module, what in (("h", block.output.dropout, "out"), ("norm_in", site.norm, "in"),
+                                  ("norm_out", site.norm, "out"), ("adapter_in", site.adapter.down, "in"),
+                                  ("f", site.adapter.up, "out"), ("y", block.output, "out")):
+            seen[(i, key)] = []
+            handles.append(module.register_forward_hook(_recorder(seen, (i, key), what)))
+        seen[(i, "a")] = []
+        handles.append(block.output.register_forward_hook(
+            lambda m, args, out, key=(i, "a"): seen[key].append(args[1].detach().clone())))
+    tiny.outputs(model, tiny.probe_ids(tok))
+    for handle in handles:
+        handle.remove()
+    for i in range(len(blocks)):
+        (h,), (a,), (y,), (z_in,), (f,) = (seen[(i, k)] for k in ("h", "a", "y", "adapter_in", "f"))
+        first_in, second_in = seen[(i, "norm_in")]  # the block's own LayerNorm runs twice
+        first_out, second_out = seen[(i, "norm_out")]
+        assert torch.allclose(first_in, h + a)  # first the base's Add & Norm of the FFN
+        assert torch.equal(z_in, first_out)  # the adapter reads its output
+        assert f.abs().sum() > 0
+        assert torch.allclose(second_in, (h + f) + a, atol=1e-6)  # adapter output (residual h) + the block residual
+        assert torch.equal(second_out, y)  # and that norm is the block's output
+
+
+def test_pfeiffer_adapter_sits_on_the_llama_block_output_after_the_ffn_residual_add():
+    """Pre-norm Llama: the block ends in s = r + MLP(norm(r)); the adapter reads s and adds to it: s + f(s)."""
+    model, tok, *_ = tiny.build("causal_lm", "adapter_pfeiffer", rank=4)
+    _, blocks = _adapters.transformer_blocks(model)
+    seen, handles = {}, []
+    for i, block in enumerate(blocks):
+        assert [n for n, m in block.named_modules() if isinstance(m, _adapters.Bottleneck)] == ["adapter"]
+        assert not any(isinstance(m, _adapters.WithAdapter) for m in block.modules())
+        _perturb(block.adapter, seed=i)
+        for key, module, what in (("r", block.post_attention_layernorm, "in"), ("h", block.mlp, "out"),
+                                  ("adapter_in", block.adapter.down, "in"), ("f", block.adapter.up, "out"),
+                                  ("y", block, "out")):  # a hook added later sees what the block returns
+            seen[(i, key)] = []
+            handles.append(module.register_forward_hook(_recorder(seen, (i, key), what)))
+    ids = tiny.probe_ids(tok)
+    model.eval()
+    with torch.no_grad():
+        hidden = model(input_ids=ids, output_hidden_states=True).hidden_states
+    for handle in handles:
+        handle.remove()
+    for i in range(len(blocks)):
+        (r,), (h,), (s_in,), (f,), (y,) = (seen[(i, k)] for k in ("r", "h", "adapter_in", "f", "y"))
+        assert torch.allclose(s_in, r + h)  # after the FFN's residual add
+        assert f.abs().sum() > 0 and torch.allclose(y, r + h + f, atol=1e-6)
+    assert torch.allclose(hidden[1], seen[(0, "y")][0])  # transformers' own hidden states include the adapter
 
 
 def test_adapter_targets_override_and_refuse_unknown_paths():
