@@ -2,8 +2,10 @@
 
 Whatever the source, a task becomes a `TaskData` with rows in one shape per task type
 (seq_cls: {"text", "label"}; causal_lm: {"prompt", "answer"}), labels always strings,
-and a fingerprint of the rows so that a result can name exactly the data it saw.
-`check_task` validates a suite's task cheaply (file headers, names, metric) before any
+and a fingerprint of the rows so that a result can name exactly the data it saw (a hub
+dataset's, with the commit its revision resolved to), and `overlap`: how many validation
+and test inputs repeat a train input (such rows measure recall, not generalisation; the
+built-in generators make none).  `check_task` validates a suite's task cheaply (file headers, names, metric) before any
 model is loaded; `encode` and `collate` turn rows into token ids and padded tensors.
 
 The synthetic generators are small languages written for this harness.  They are meant
@@ -18,10 +20,12 @@ head (head_only) reaches about 0.6, LoRA r8 and full fine-tuning 0.99-1.00 at a 
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
@@ -43,18 +47,28 @@ class TaskData:
     validation: tuple[dict, ...]
     test: tuple[dict, ...]
     label_names: tuple[str, ...]  # seq_cls: sorted distinct train labels; () for causal_lm
-    fingerprint: str  # sha256 (first 16 hex) of the normalised rows of all splits
+    # sha256 (first 16 hex) of the normalised rows of all splits; for a hub dataset, of the rows
+    # and the commit they were read from
+    fingerprint: str
+    overlap: dict[str, int] | None = None  # `overlap(...)`: validation / test rows whose input is also in train
+    source: str | None = None  # hub: "hub:<id>[:<config>]@<resolved commit>"; None for synthetic and files
 
 
 @dataclass(frozen=True)
 class Generator:
-    """A built-in synthetic task: `make(rng)` returns one row in the task type's shape."""
+    """A built-in synthetic task: `make(rng)` returns one row in the task type's shape.
+
+    `group(row)` names the rows that must land in the same split (default: the row's
+    input as `overlap_key` sees it), so that no validation or test item, nor an
+    equivalent form of it (for `addition`, the commuted sum), is ever a train item.
+    """
 
     name: str
     task_type: str
     make: Callable[[random.Random], dict]
     description: str
     capacity: int | None = None  # distinct rows it can make, where that bounds the split sizes
+    group: Callable[[dict], str] | None = None
 
 
 # --------------------------------------------------------------------------- sentiment
@@ -305,6 +319,12 @@ def _addition_row(rng: random.Random) -> dict:
     return {"prompt": f"Question: What is {a} + {b}?\nAnswer:", "answer": str(a + b)}
 
 
+def _addition_pair(row: dict) -> str:
+    """The unordered pair of a sum: 23 + 45 and 45 + 23 are one item, kept in one split."""
+    a, b = sorted(int(x) for x in re.findall(r"\d+", row["prompt"])[:2])
+    return f"{a}+{b}"
+
+
 COPY_WORDS = ("apple", "river", "candle", "garden", "pencil", "window", "tiger", "orange", "bridge", "cloud",
               "forest", "button", "rocket", "coffee", "island", "mirror", "piano", "basket", "lemon", "ladder",
               "castle", "wallet", "blanket", "dragon", "engine", "feather", "guitar", "hammer", "jacket", "kettle",
@@ -332,7 +352,7 @@ SYNTHETIC: dict[str, Generator] = {
                   "compositional sentiment: two clauses of opposite sentiment joined by but / although / even though "
                   "(the connective and the clause order say which decides), scoped negation; labels negative/positive"),
         Generator("addition", "causal_lm", _addition_row, "'Question: What is 23 + 45?\\nAnswer:' -> '68' (two-digit operands)",
-                  capacity=90 * 90),
+                  capacity=90 * 90, group=_addition_pair),
         Generator("copy_word", "causal_lm", _copy_word_row, "'Repeat: apple\\nAnswer:' -> 'apple' (tiny-model tests)",
                   capacity=len(COPY_WORDS) * len(_COPY_PROMPTS)),
     )
@@ -343,11 +363,14 @@ def _synthesize(spec: DataSpec) -> dict[str, list[dict]]:
     """Distinct rows drawn from one seeded stream: test first, then validation, then train.
 
     Test first so that the test set of a seed does not move when n_train changes; every
-    row is new, so no row is in two splits.
+    row is new, and a row whose group (`Generator.group`) already belongs to another
+    split is passed over, so no item - nor its commuted sum - is in two splits.
     """
     gen = SYNTHETIC[spec.generator]
     rng = random.Random(f"{gen.name}/{spec.seed}")  # str seeds hash with sha512: stable across processes
+    group = gen.group or overlap_key
     seen: set[str] = set()
+    owner: dict[str, str] = {}  # group -> the split it went to
     sizes = {"test": spec.n_test, "validation": spec.n_validation, "train": spec.n_train}
     total = sum(sizes.values())
     if gen.capacity is not None and total > gen.capacity:
@@ -363,7 +386,7 @@ def _synthesize(spec: DataSpec) -> dict[str, list[dict]]:
             budget -= 1
             row = gen.make(rng)
             key = json.dumps(row, sort_keys=True)
-            if key not in seen:
+            if key not in seen and owner.setdefault(group(row), split) == split:
                 seen.add(key)
                 rows.append(row)
         out[split] = rows
@@ -448,12 +471,37 @@ def _load_files(spec: DataSpec) -> dict[str, list[dict]]:
     return {split: _rows_from_columns(_read_table(Path(files[split]))[1], spec.columns, files[split]) for split in SPLITS}
 
 
-def _load_hub(spec: DataSpec) -> dict[str, list[dict]]:
+_COMMIT = re.compile(r"[0-9a-f]{40}")
+
+
+def resolve_hub_revision(spec: DataSpec) -> str | None:
+    """The commit `spec.revision` (None: the default branch) points to now, as `datasets` resolves it.
+
+    The dataset builder resolves it once (online: the hub's answer; offline: the cached
+    copy's commit) and keys its cache by it; for a local folder it is a hash of the files.
+    """
     import datasets
 
+    return datasets.load_dataset_builder(spec.hub, spec.config, revision=spec.revision).hash
+
+
+def _load_hub(spec: DataSpec) -> tuple[dict[str, list[dict]], str, str | None]:
+    """The splits, read from the commit the revision resolved to; "hub:<id>[:<config>]@<commit>";
+    and the commit (None where `datasets` names the data otherwise, e.g. a local folder by a hash).
+
+    Resolving first and then loading every split from that commit means the name and the
+    rows agree even if the branch moves meanwhile; the commit (not "main") is what a result
+    records, so a rerun after the dataset changed can be told apart.
+    """
+    import datasets
+
+    resolved = resolve_hub_revision(spec)
+    commit = resolved if isinstance(resolved, str) and _COMMIT.fullmatch(resolved) else None
+    revision = commit or spec.revision
+    source = f"hub:{spec.hub}" + (f":{spec.config}" if spec.config else "") + f"@{resolved or spec.revision or 'main'}"
     out = {}
     for split, expr in spec.splits:
-        ds = datasets.load_dataset(spec.hub, spec.config, revision=spec.revision, split=expr)
+        ds = datasets.load_dataset(spec.hub, spec.config, revision=revision, split=expr)
         columns: dict[str, list] = {c: [] for c in ds.column_names}  # every name, for the error message
         for _, column in spec.columns:
             if column not in columns:
@@ -462,26 +510,52 @@ def _load_hub(spec: DataSpec) -> dict[str, list[dict]]:
             # class ids -> their names, so labels read as words in reports
             columns[column] = [feature.int2str(v) for v in values] if isinstance(feature, datasets.ClassLabel) else values
         out[split] = _rows_from_columns(columns, spec.columns, f"{spec.hub} [{expr}]")
-    return out
+    return out, source, commit
 
 
 # --------------------------------------------------------------------------- public
 
 
-def fingerprint_rows(splits: dict[str, Sequence[dict]]) -> str:
-    payload = json.dumps({s: list(splits[s]) for s in SPLITS}, sort_keys=True, ensure_ascii=False)
+def fingerprint_rows(splits: dict[str, Sequence[dict]], commit: str | None = None) -> str:
+    """sha256[:16] of the rows of all splits, and of the hub commit they were read from where there
+    is one: the same rows at another commit are another dataset version."""
+    rows = {s: list(splits[s]) for s in SPLITS}
+    payload = json.dumps(rows if commit is None else {"rows": rows, "commit": commit}, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def overlap_key(row: dict) -> str:
+    """A row's input (text, or a causal LM's prompt) as duplicates are matched: surrounding
+    whitespace stripped, inner runs of whitespace collapsed to one space, and case folded
+    ("Apple  shares fall" = "apple shares fall"), since such copies are the same item to
+    a reader and, for an uncased tokenizer, to the model.  Labels and answers are not part
+    of it: the same input in train and test leaks whatever its label."""
+    text = row["text"] if "text" in row else row["prompt"]
+    return " ".join(str(text).split()).casefold()
+
+
+def overlap(splits: dict[str, Sequence[dict]]) -> dict[str, int]:
+    """How many validation / test rows have an input that is also a train input (`overlap_key`):
+    {"train_validation": n, "train_test": m}.  Such rows are not held out: their score can be recall."""
+    train = {overlap_key(r) for r in splits["train"]}
+    return {f"train_{split}": sum(overlap_key(r) in train for r in splits[split]) for split in ("validation", "test")}
+
+
+def overlap_text(counts: dict[str, int]) -> str:
+    return (f"{counts['train_validation']} validation and {counts['train_test']} test row(s) repeat a train input "
+            "(matched after collapsing whitespace and ignoring case)")
 
 
 def load_task(task: TaskSpec, task_type: str) -> TaskData:
     """All three splits of a task, normalised to role-keyed rows with string labels."""
     spec = task.data
+    source = commit = None
     if spec.source == "synthetic":
         splits = _synthesize(spec)
     elif spec.source == "files":
         splits = _load_files(spec)
     elif spec.source == "hub":
-        splits = _load_hub(spec)
+        splits, source, commit = _load_hub(spec)
     else:
         raise ValueError(f"task {task.name!r}: unknown data source {spec.source!r} (synthetic, files or hub)")
     for split in SPLITS:
@@ -495,8 +569,11 @@ def load_task(task: TaskSpec, task_type: str) -> TaskData:
             if unseen:
                 raise ValueError(f"task {task.name!r}: {split} labels {unseen} never appear in train "
                                  f"(train labels: {list(label_names)}); the model cannot learn them")
+    counts = overlap(splits)
+    if spec.on_overlap == "error" and any(counts.values()):
+        raise ValueError(f"task {task.name!r}: {overlap_text(counts)}, and its data.on_overlap is error")
     return TaskData(train=tuple(splits["train"]), validation=tuple(splits["validation"]), test=tuple(splits["test"]),
-                    label_names=label_names, fingerprint=fingerprint_rows(splits))
+                    label_names=label_names, fingerprint=fingerprint_rows(splits, commit), overlap=counts, source=source)
 
 
 def _check_metric(task: TaskSpec, task_type: str, suite_file: str, where: str) -> None:
@@ -544,14 +621,37 @@ def _check_files(spec: DataSpec, suite_file: str, where: str) -> None:
                                  did_you_mean(column, names) or f"set data.columns.{role} to the column that holds the {role}")
 
 
+def _check_overlap(task: TaskSpec, task_type: str, suite_file: str, where: str) -> None:
+    """`on_overlap: error`: the whole data is read (a hub dataset downloaded) and must not repeat a train input."""
+    try:
+        loaded = load_task(dataclasses.replace(task, data=dataclasses.replace(task.data, on_overlap="warn")), task_type)
+    except ValueError as exc:  # unreadable or inconsistent data: the user's to fix, named here
+        raise SuiteError(suite_file, f"{where}.data", "data that loads", f"<{exc}>") from None
+    counts = loaded.overlap
+    if any(counts.values()):
+        train = {overlap_key(r) for r in loaded.train}
+        row = next(r for r in loaded.validation + loaded.test if overlap_key(r) in train)
+        example = " ".join(str(row["text"] if "text" in row else row["prompt"]).split())
+        example = example if len(example) <= 60 else example[:59] + "…"
+        shown = ", ".join(f"{n} in {k.removeprefix('train_')}" for k, n in counts.items() if n) + f"; e.g. {example!r}"
+        raise SuiteError(suite_file, f"{where}.data.on_overlap", "no validation or test row repeating a train input "
+                         "(on_overlap: error)", f"<{shown}>",
+                         "remove those rows from validation/test or from train, or set on_overlap: warn to run anyway "
+                         "with the counts logged and the task flagged in the report")
+
+
 def check_task(task: TaskSpec, task_type: str, suite_file: str, where: str) -> None:
-    """Everything about a task that can be checked without a model and without reading whole files."""
+    """Everything about a task that can be checked without a model and without reading whole files;
+    with `data.on_overlap: error`, also that no validation or test input is a train input (which
+    reads the whole data)."""
     _check_metric(task, task_type, suite_file, where)
     if task.data.source == "synthetic":
         _check_synthetic(task.data, task_type, suite_file, where)
     elif task.data.source == "files":
         _check_files(task.data, suite_file, where)
-    # hub: nothing can be checked without downloading it
+    # hub: nothing else can be checked without downloading it
+    if task.data.on_overlap == "error":
+        _check_overlap(task, task_type, suite_file, where)
 
 
 def encode(rows: Sequence[dict], tokenizer, task_type: str, max_length: int, label_names: tuple[str, ...]) -> list[dict]:
@@ -573,6 +673,23 @@ def encode(rows: Sequence[dict], tokenizer, task_type: str, max_length: int, lab
 
 
 ENCODING_VERSION = 1  # bump when `encode` changes what it produces: old cache files stop matching
+TOKENIZER_LIBRARIES = ("tokenizers", "transformers")
+
+
+def tokenizer_versions() -> dict[str, str]:
+    """The installed versions of the libraries that turn text into ids: part of the cache key,
+    because the same tokenizer files can tokenize differently after an upgrade."""
+    from importlib import metadata
+
+    out = {}
+    for name in TOKENIZER_LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
 _ENCODED: dict[str, list[dict]] = {}  # this process's memo, by cache key
 
 
@@ -590,8 +707,9 @@ def encode_cached(rows: Sequence[dict], tokenizer, task_type: str, max_length: i
 
     Every trial of a worker reuses the encoded split from memory, and every later process
     (other workers, a resumed run) loads it from `cache_dir()` instead of tokenizing again.
-    The key holds the fingerprints of the rows and of the tokenizer's files, so a changed
-    dataset or model never reads a stale entry.  Files are written atomically and read with
+    The key holds the fingerprints of the rows and of the tokenizer's files and the versions
+    of tokenizers and transformers, so a changed dataset, model or library never reads a
+    stale entry.  Files are written atomically and read with
     `torch.load(weights_only=True)` (plain lists and ints only); an unreadable or
     unwritable cache falls back to tokenizing.  The returned list is shared: do not mutate it.
     """
@@ -601,7 +719,7 @@ def encode_cached(rows: Sequence[dict], tokenizer, task_type: str, max_length: i
     import torch
 
     key = hashlib.sha256(json.dumps([ENCODING_VERSION, data_fingerprint, tokenizer_fingerprint, split, task_type,
-                                     max_length, list(label_names)]).encode()).hexdigest()[:24]
+                                     max_length, list(label_names), tokenizer_versions()]).encode()).hexdigest()[:24]
     if key in _ENCODED:
         return _ENCODED[key]
     path = cache_dir() / f"{key}.pt"

@@ -43,6 +43,12 @@ class Cell:
     trials: int = 1  # trials this cell gets (the suite's `search.trials`)
     # protocol first_seed: the id of the first seed's cell, whose best trial's values this cell reruns once
     search_from: str | None = None
+    # The precision its runs resolved to on their device (fp32, bf16): None here, where the device is not
+    # known yet (`training.precision: auto` is bf16 on a GPU that has it, fp32 elsewhere).  Only the report
+    # sets it, from the runs' `precision` tag, so that a CPU fp32 run and a GPU bf16 run of one cell make
+    # two leaderboard rows (harness.report._resolve_precision).  Not part of `id`: the schedule and the
+    # runs' `cell_id` tag name the cell the grid made, whatever device runs it.
+    precision: str | None = None
 
     @property
     def runnable(self) -> bool:
@@ -50,7 +56,8 @@ class Cell:
 
     @property
     def config_key(self) -> tuple:
-        """The leaderboard row this cell belongs to (seeds are aggregated)."""
+        """The leaderboard row this cell belongs to (seeds are aggregated), before settings, training
+        and resolved precision tell grid entries and devices apart (harness.report._variant)."""
         return (self.task, self.method, self.rank, self.quant)
 
     @property
@@ -251,6 +258,6 @@ def _entry_space(suite: Suite, entry, method, ranks) -> tuple[SearchParam, ...]:
 def _context_hash(suite: Suite, task) -> str:
     """Everything outside the grid entry that changes a cell's result."""
     payload = json.dumps(portable({"model": dataclasses.asdict(suite.model), "task_type": suite.task_type,
-                                   "task": dataclasses.asdict(task), "probe": dataclasses.asdict(suite.probe)},
+                                   "task": task.identity(), "probe": dataclasses.asdict(suite.probe)},
                                   suite.base), sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -7,7 +7,8 @@
   no run (n/a, not run).  Each row carries its cell (`cell_id`, task, method, rank,
   quant, seed), its `config` label (the leaderboard row, the same on every task),
   `chosen` (True for the run that stands for its cell, see below, and for a cell's
-  placeholder row: the chosen rows are one per cell), status, error, every
+  placeholder row: the chosen rows are one per cell, or per cell and resolved precision,
+  see below), status, error, every
   measurement, the run's `lr` / `head_lr`, search and provenance tags, its per-example
   test outcomes (`test_outcomes`) and `trials` (how many of the cell's trials
   finished).  Everything the leaderboard shows comes from these columns, so
@@ -50,6 +51,15 @@ failure shows with its error); else "not run".  A run whose `outcome` tag is
 do have status "not applicable" (the leaderboard says n/a) and their reason as the
 error.
 
+A row is one configuration at one resolved precision: a run's `precision` tag says what
+`training.precision` became on its device (`auto`: bf16 on a GPU that has it, fp32
+elsewhere), and runs of one cell that resolved differently each get their chosen run and
+their row (labelled `precision=auto→bf16`, ...), so a CPU fp32 result and a GPU bf16 result
+are never averaged together nor picked between; see `_resolve_precision`.  Cell ids do not
+change: the grid does not know the device.  Where a task's runs logged train inputs
+repeated in validation or test (`data.dup_train_validation`, `data.dup_train_test`), a
+"Data overlap" line under its table names the counts.
+
 This module never imports mlflow: `harness.track.load_runs` hands it a DataFrame.
 """
 from __future__ import annotations
@@ -71,15 +81,18 @@ from harness import stats
 from harness.grid import Cell
 from harness.suite import Suite
 
+# validation / test rows whose input is also a train input (harness.data.overlap), as each run logged them
+DUPLICATES = ("data.dup_train_validation", "data.dup_train_test")
 METRIC_COLUMNS: tuple[str, ...] = (
     "val_score", "test_score", "forgetting", "representation_drift", "trainable_params", "trainable_frac",
     "adapter_bytes", "peak_memory_mb", "peak_reserved_mb", "eval_peak_memory_mb", "eval_peak_reserved_mb",
     "tokens_per_s", "train_time_s", "flops_per_token", "mfu",
     "latency_base_ms", "latency_ms", "latency_overhead", "latency_merged_ms", "latency_overhead_merged",
-    "adapter_load_ms", "adapter_switch_ms")
+    "adapter_load_ms", "adapter_switch_ms", *DUPLICATES)
 # tags and params of a run, kept as the text MLflow holds
 TAG_COLUMNS = ("outcome", "slot", "search_from", "search_values", "lr", "head_lr", "memory_kind", "device", "merge",
-               "model", "model_fingerprint", "data_fingerprint", "probe_fingerprint", "suite_fingerprint", "git_commit")
+               "model", "model_fingerprint", "data_fingerprint", "probe_fingerprint", "suite_fingerprint", "git_commit",
+               "precision", "data_source")
 INT_COLUMNS = ("rank", "seed", "start_time", "trials", "oom_retries")
 OUTCOMES_COLUMN = "test_outcomes"  # harness.metrics.pack_outcomes of the test split's per-example 0/1; last (long)
 RUN_COLUMNS: tuple[str, ...] = (
@@ -133,11 +146,11 @@ def _number(value: Any) -> float:
 
 def _prepare(runs: pd.DataFrame | None) -> pd.DataFrame:
     """The runs that belong to a cell, with helper columns: `_status` (DIVERGED for a run whose
-    `outcome` tag says so, else MLflow's status), `_finished`, `_started` and `_val`.
+    `outcome` tag says so, else MLflow's status), `_finished`, `_started`, `_val` and `_precision`.
 
     Rows of a runs.csv that stand for a cell without a run (n/a, not run) are no runs and are dropped."""
     if runs is None or runs.empty or "cell_id" not in runs.columns:
-        return pd.DataFrame(columns=["cell_id", "run_id", "_status", "_finished", "_started", "_val"])
+        return pd.DataFrame(columns=["cell_id", "run_id", "_status", "_finished", "_started", "_val", "_precision"])
     df = runs[runs["cell_id"].map(_text).notna()].reset_index(drop=True)
     df["cell_id"] = df["cell_id"].map(_text)
     status = df["status"].map(lambda s: _text(s) or "UNKNOWN") if "status" in df.columns else "UNKNOWN"
@@ -150,6 +163,8 @@ def _prepare(runs: pd.DataFrame | None) -> pd.DataFrame:
     df["_started"] = pd.to_numeric(started, errors="coerce").astype("float64").fillna(-math.inf)
     val = df["val_score"] if "val_score" in df.columns else pd.Series(math.nan, index=df.index)
     df["_val"] = pd.to_numeric(val, errors="coerce").astype("float64")
+    # the precision the run resolved to on its device; "" where it was not recorded (older runs.csv files)
+    df["_precision"] = df["precision"].map(lambda p: _text(p) or "") if "precision" in df.columns else ""
     return df
 
 
@@ -191,6 +206,10 @@ def runs_table(cells: list[Cell], runs: pd.DataFrame | None,
     """runs.csv: every run of the cells (grid order, then start time), one placeholder row per cell
     without a run, and `chosen` marking the run that stands for its cell (see the module docstring).
 
+    A cell whose runs resolved to different precisions (`precision` tag: fp32 on a CPU, bf16 on a
+    GPU) has one chosen run per precision, and each goes to its own leaderboard row
+    (`_resolve_precision`): results of different numerics are never pooled or picked between.
+
     `higher_by_task` says per task name whether a higher val_score is better (default: higher).
     Runs of cells not in `cells` are left out.  The table is its own input: `runs_table(cells, t)`
     of a table `t` it made gives `t` again.
@@ -198,23 +217,41 @@ def runs_table(cells: list[Cell], runs: pd.DataFrame | None,
     higher_by_task = higher_by_task or {}
     prepared = _prepare(runs)
     groups = {cid: g for cid, g in prepared.groupby("cell_id", sort=False)}
-    labels = {c.id: config.label for config in _configs(cells) for c in config.cells}
-    versions = _version_columns(prepared.columns)
-    rows: list[dict[str, Any]] = []
-    for cell in cells:
-        base = {"cell_id": cell.id, "task": cell.task, "method": cell.method, "rank": cell.rank, "quant": cell.quant,
-                "seed": cell.seed, "config": labels[cell.id]}
+    parts: list[tuple[int, Cell, str | None, pd.DataFrame | None]] = []  # (index in cells, cell, precision, its runs)
+    for i, cell in enumerate(cells):
         group = groups.get(cell.id) if cell.runnable else None
         if group is None or group.empty:
-            status = STATUS_NOT_RUN if cell.runnable else STATUS_NA
-            rows.append(base | {"status": status, "error": cell.na_reason, "chosen": True, "trials": 0})
+            parts.append((i, cell, None, None))
             continue
-        chosen, trials = _choose(group, higher_by_task.get(cell.task, True)), _finished_trials(group)
+        parts += [(i, cell, p or None, group[group["_precision"] == p]) for p in sorted(set(group["_precision"]))]
+    row_cells = _resolve_precision([(c, p) for _, c, p, _ in parts])
+    label_of = {id(c): config.label for config in _configs(row_cells) for c in config.cells}
+    by_index: dict[int, list] = {}  # index in cells -> its (row cell, runs) pairs, one per resolved precision
+    for (i, _, _, sub), row_cell in zip(parts, row_cells):
+        by_index.setdefault(i, []).append((row_cell, sub))
+    versions = _version_columns(prepared.columns)
+    rows: list[dict[str, Any]] = []
+    for i, cell in enumerate(cells):
+        mine = by_index[i]
+        base = {"cell_id": cell.id, "task": cell.task, "method": cell.method, "rank": cell.rank, "quant": cell.quant,
+                "seed": cell.seed}
+        if mine[0][1] is None:
+            status = STATUS_NOT_RUN if cell.runnable else STATUS_NA
+            rows.append(base | {"config": label_of[id(mine[0][0])], "status": status, "error": cell.na_reason,
+                                "chosen": True, "trials": 0})
+            continue
+        chosen, about = set(), {}  # the chosen runs; run index -> (config label, finished trials of its precision)
+        for row_cell, sub in mine:
+            chosen.add(_choose(sub, higher_by_task.get(cell.task, True)))
+            about |= {index: (label_of[id(row_cell)], _finished_trials(sub)) for index in sub.index}
+        group = groups[cell.id]
         order = group.assign(_id=group["run_id"].map(lambda r: _text(r) or "") if "run_id" in group.columns else "")
         for index, run in order.sort_values(["_started", "_id"], kind="stable").iterrows():
             status = run["_status"]
-            row = base | {"status": status, "error": None if status == "FINISHED" else _text(run.get("error")),
-                          "run_id": _text(run.get("run_id")), "chosen": index == chosen,
+            label, trials = about[index]
+            row = base | {"config": label, "status": status,
+                          "error": None if status == "FINISHED" else _text(run.get("error")),
+                          "run_id": _text(run.get("run_id")), "chosen": index in chosen,
                           "start_time": _int_or_na(run.get("start_time")), "trials": trials,
                           "oom_retries": _int_or_na(run.get("oom_retries"))}
             row |= {m: _number(run.get(m)) for m in METRIC_COLUMNS}
@@ -233,7 +270,8 @@ def runs_table(cells: list[Cell], runs: pd.DataFrame | None,
 
 def select_runs(cells: list[Cell], runs: pd.DataFrame | None,
                 higher_by_task: Mapping[str, bool] | None = None) -> pd.DataFrame:
-    """One row per cell, in grid order: the runs.csv rows with `chosen` (the run standing for each cell)."""
+    """One row per cell (and resolved precision), in grid order: the runs.csv rows with `chosen`
+    (the run standing for each cell)."""
     table = runs_table(cells, runs, higher_by_task)
     return table[table["chosen"]].reset_index(drop=True)
 
@@ -411,8 +449,30 @@ class _Config:
 
 
 def _variant(cell: Cell) -> tuple:
-    """Everything that decides a cell's result except its seed."""
-    return cell.config_key + (repr(cell.settings), repr(dataclasses.replace(cell.training, seeds=())))
+    """Everything that decides a cell's result except its seed: what the grid says, and the precision
+    its runs resolved to on their device (`Cell.precision`, set by `_resolve_precision`)."""
+    return cell.config_key + (repr(cell.settings), repr(dataclasses.replace(cell.training, seeds=())), cell.precision)
+
+
+def _resolve_precision(pairs: list[tuple[Cell, str | None]]) -> list[Cell]:
+    """Each (cell, the precision one of its chosen runs resolved to, None if unknown) as the cell of
+    its leaderboard row: a row is one configuration at one resolved precision.
+
+    Where a configuration's runs all resolved to one precision (the usual case: one kind of
+    device), every cell of it takes that precision, those without one too (not run yet, n/a,
+    a runs.csv from before the column), and the row is what it always was.  Where they resolved
+    to several (some seeds on a CPU at fp32, others on a GPU at bf16), each precision is a row
+    of its own, labelled with it (`_difference`), and the cells without one a further row.
+    """
+    known: dict[tuple, set] = {}
+    for cell, precision in pairs:
+        if precision is not None:
+            known.setdefault(_variant(cell), set()).add(precision)
+    out = []
+    for cell, precision in pairs:
+        seen = known.get(_variant(cell), set())
+        out.append(dataclasses.replace(cell, precision=precision if len(seen) > 1 else next(iter(seen), None)))
+    return out
 
 
 def _configs(cells: list[Cell], selected: pd.DataFrame | None = None) -> list[_Config]:
@@ -433,9 +493,20 @@ def _configs(cells: list[Cell], selected: pd.DataFrame | None = None) -> list[_C
 
 
 def _difference(cell: Cell, siblings: list[Cell]) -> str:
-    """'(lr=0.001)': the settings in which this cell differs from others with the same method x rank x quant."""
-    mine = {k: v for k, v in cell.params().items() if k != "seed"}
-    differ = [k for k in mine if any(str(s.params().get(k)) != str(mine[k]) for s in siblings)]
+    """'(lr=0.001)': the settings in which this cell differs from others with the same method x rank x quant.
+
+    Where the siblings' runs resolved to different precisions, `precision` is shown as resolved:
+    `precision=auto→bf16` (asked auto, ran bf16); a cell not run yet keeps `precision=auto`."""
+    several = len({s.precision for s in siblings} - {None}) > 1
+
+    def described(c: Cell) -> dict[str, Any]:
+        out = {k: v for k, v in c.params().items() if k != "seed"}
+        if several and c.precision not in (None, c.training.precision):
+            out["precision"] = f"{c.training.precision}→{c.precision}"
+        return out
+
+    mine = described(cell)
+    differ = [k for k in mine if any(str(described(s).get(k)) != str(mine[k]) for s in siblings)]
     return "(" + ", ".join(f"{k}={mine[k]}" for k in differ) + ")" if differ else ""
 
 
@@ -704,7 +775,13 @@ def _pareto_section(configs: list[_Config], prepared: pd.DataFrame, metric: str,
              f"_Every finished trial of this task that no other finished trial beats on both counts (a val "
              f"{metric} at least as good with no more peak memory, and better in one): along the front, more "
              f"validation score costs more memory.  Lowest memory first; the test score is shown, not used._", ""]
-    by_cell = {c.id: config for config in configs for c in config.cells if c.runnable}
+    # a run's row: its cell at the precision it resolved to, else (one precision for the row) its cell's only row
+    exact = {(c.id, c.precision or ""): config for config in configs for c in config.cells if c.runnable}
+    by_cell: dict[str, _Config] = {}
+    for config in configs:
+        for c in config.cells:
+            if c.runnable:
+                by_cell.setdefault(c.id, config)
     cells = {c.id: c for config in configs for c in config.cells}
     mem = "peak_memory_mb"
     trials = prepared[prepared["_finished"] & prepared["cell_id"].isin(by_cell)] if len(prepared) else prepared
@@ -728,7 +805,8 @@ def _pareto_section(configs: list[_Config], prepared: pd.DataFrame, metric: str,
     body = []
     for i in front:
         run = trials.iloc[i]
-        config, c = by_cell[run["cell_id"]], cells[run["cell_id"]]
+        config = exact.get((run["cell_id"], run["_precision"])) or by_cell[run["cell_id"]]
+        c = cells[run["cell_id"]]
         memory_text = _integer(memory[i]) + (f" ({_text(run.get('memory_kind'))})" if len(kinds) > 1 else "")
         body.append([config.method, config.rank, config.quant, str(c.seed), _hyperparameters([run.get("search_values")], space),
                      _fixed(run["_val"], 3), _fixed(_number(run.get("test_score")), 3), memory_text])
@@ -872,9 +950,10 @@ def _task_section(suite: Suite, task, configs: list[_Config], analysis: _Analysi
         space = _space_names(c for config in configs for c in config.cells)
         lines += [_stats_note(analysis, metric, better, margin), ""]
         lines += _quality_table(analysis, metric, better, searched, space)
+        lines += _overlap_lines(configs)
         lines += ["", f"### Inference cost ({task.name})", "", *_inference_table(analysis.rows)]
     else:
-        lines.append("_No finished runs for this task yet._")
+        lines += ["_No finished runs for this task yet._", *_overlap_lines(configs)]
     for kind, path in (plots or {}).items():
         lines += ["", f"![{task.name}: {PLOT_TITLES[kind]}]({path})"]
     shown: set = set()
@@ -885,6 +964,23 @@ def _task_section(suite: Suite, task, configs: list[_Config], analysis: _Analysi
     if issues:
         lines += ["", "**Not comparable** (no row, or fewer seeds in `seeds ok`):", "", *issues]
     return lines + [""], shown
+
+
+def _overlap_lines(configs: list[_Config]) -> list[str]:
+    """Under a task's table, where its runs logged train inputs repeated in validation or test
+    (`data.dup_train_*`, harness.data.overlap): the counts, and what they mean for the scores."""
+    rows = [c.rows for c in configs if len(c.rows)]
+    table = pd.concat(rows) if rows else pd.DataFrame()
+    found = []
+    for column in DUPLICATES:
+        counts = sorted({int(v) for v in table[column].dropna()}) if column in table.columns else []
+        if any(counts):
+            found.append(f"{' / '.join(map(str, counts))} {column.removeprefix('data.dup_train_')}")
+    if not found:
+        return []
+    return ["", f"**Data overlap:** {' and '.join(found)} row(s) repeat a train input (matched after collapsing "
+                f"whitespace and ignoring case), so on them a score can be recall rather than generalisation; "
+                f"`data.on_overlap: error` in the suite refuses such data."]
 
 
 def _overall_section(suite: Suite, configs: list[_Config], analyses: Mapping[str, _Analysis | None]) -> list[str]:
@@ -997,10 +1093,17 @@ def _provenance(suite: Suite, used: pd.DataFrame) -> list[str]:
     else:
         lines.append("- packages: unknown")
     lines.append(f"- device: {show(values('device'))}")
+    if values("precision"):  # runs.csv files from before the column have none
+        lines.append(f"- precision (as resolved on the device): {show(values('precision'))}")
     models = values("model")
     lines.append(f"- model: {show(models or [suite.model.describe()])}, fingerprint {show(values('model_fingerprint'))}")
     if "data_fingerprint" in used.columns and "task" in used.columns:
-        per_task = [f"{t} {show(_distinct(used.loc[used['task'] == t, 'data_fingerprint']))}" for t in _distinct(used["task"])]
+        def sources(t: str) -> str:  # a hub dataset's resolved commit
+            found = _distinct(used.loc[used["task"] == t, "data_source"]) if "data_source" in used.columns else []
+            return f" from {show(found)}" if found else ""
+
+        per_task = [f"{t} {show(_distinct(used.loc[used['task'] == t, 'data_fingerprint']))}{sources(t)}"
+                    for t in _distinct(used["task"])]
         lines.append("- data fingerprints: " + "; ".join(per_task))
     else:
         lines.append("- data fingerprints: unknown")
@@ -1042,7 +1145,10 @@ def _leaderboard(suite: Suite, cells: list[Cell], table: pd.DataFrame, metric_hi
         lines += ["**Stale: runs.csv does not match the suite.**  Rerun the suite (`python -m harness run "
                   f"{_suite_path(suite)}`) to bring the results up to date.", "", *[f"- {s}" if not s.startswith("  ")
                                                                                     else s for s in stale], ""]
-    configs = _configs(cells, selected)  # runs_table made one chosen row per cell, in grid order
+    # runs_table made one chosen row per cell and resolved precision, in grid order
+    by_id = {c.id: c for c in cells}
+    row_cells = _resolve_precision([(by_id[cid], _text(p)) for cid, p in zip(selected["cell_id"], selected["precision"])])
+    configs = _configs(row_cells, selected)
     analyses = {task.name: _analyse([c for c in configs if c.task == task.name], by_task.get(task.name, True), margin)
                 for task in suite.tasks}
     plots = write_plots(suite, analyses, by_task, Path(out_dir)) if out_dir is not None else {}

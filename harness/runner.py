@@ -170,12 +170,22 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
     cfg = cell.training
     device = pick_device()
     precision = resolve_precision(cfg.precision, device)
+    # now, not with the results: a failed run still says what it resolved to (the report keeps runs of
+    # different resolved precisions in different rows)
+    track.log_tags(uri, run_id, {"precision": precision, "device": device_name(device)})
     seed_everything(cell.seed, deterministic=device.type != "cuda")
 
     task_data = data_mod.load_task(task, suite.task_type)
+    # train/validation and train/test duplicates (harness.data.overlap), for every run: the report flags the task
+    track.log_metrics(uri, run_id, {f"data.dup_{k}": v for k, v in task_data.overlap.items()})
+    if task_data.source:
+        track.log_tags(uri, run_id, {"data_source": task_data.source})
+    if any(task_data.overlap.values()):
+        _log(f"    warning: task {task.name!r}: {data_mod.overlap_text(task_data.overlap)}; "
+             "set its data.on_overlap: error to refuse such data")
     location = models.locate(suite.model, suite.file)
-    model_fp = models.fingerprint(location)
     tokenizer = models.load_tokenizer(location)
+    model_fp = models.fingerprint(location)  # after the download: a hub model's commit, not "@main"
 
     def encode(split: str) -> list[dict]:
         return data_mod.encode_cached(getattr(task_data, split), tokenizer, suite.task_type, cfg.max_length,

@@ -54,6 +54,7 @@ SAMPLERS = ("tpe", "random")
 PROTOCOLS = ("per_seed", "first_seed")
 BATCHINGS = ("bucket", "random")
 PRECISIONS = ("auto", "bf16", "fp32")
+OVERLAP_ACTIONS = ("warn", "error")  # data.on_overlap
 _TRAINING_CHOICES = {"batching": BATCHINGS, "precision": PRECISIONS}
 
 
@@ -96,6 +97,9 @@ class DataSpec:
     revision: str | None = None
     splits: tuple[tuple[str, str], ...] = ()  # hub: (our split, hub split expression)
     columns: tuple[tuple[str, str], ...] = ()  # (role, column): text/label or prompt/answer
+    # what to do when a validation or test input is also a train input (harness.data.overlap):
+    # warn (run, log the counts, flag the task in the report) | error (refuse the suite)
+    on_overlap: str = "warn"
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,16 @@ class TaskSpec:
     name: str
     data: DataSpec
     metric: str
+
+    def identity(self) -> dict[str, Any]:
+        """The task as it enters the suite fingerprint and cell ids: `data.on_overlap` left out.
+
+        It decides whether a run may start, not what a run computes, so switching it
+        keeps the suite's study and its recorded results.
+        """
+        out = dataclasses.asdict(self)
+        del out["data"]["on_overlap"]
+        return out
 
 
 @dataclass(frozen=True)
@@ -232,7 +246,9 @@ class Suite:
 
     def fingerprint(self) -> str:
         """Content hash (paths relative to the suite file are already resolved)."""
-        data = portable(dataclasses.asdict(self), self.base) | {"file": None, "training": self.training.identity()}
+        data = portable(dataclasses.asdict(self), self.base) | {
+            "file": None, "training": self.training.identity(),
+            "tasks": portable([t.identity() for t in self.tasks], self.base)}
         # search and plugins enter the hash only when used, so suites without them keep their fingerprint
         if self.search == SearchSpec():
             del data["search"]
@@ -405,7 +421,8 @@ _ROLES = {"seq_cls": ("text", "label"), "causal_lm": ("prompt", "answer")}
 
 
 def _parse_data(r: _Reader, base: Path, task_type: str) -> DataSpec:
-    r.finish(("synthetic", "n_train", "n_validation", "n_test", "seed", "files", "hub", "config", "revision", "splits", "columns"))
+    r.finish(("synthetic", "n_train", "n_validation", "n_test", "seed", "files", "hub", "config", "revision", "splits", "columns",
+              "on_overlap"))
     sources = [k for k in ("synthetic", "files", "hub") if k in r.data]
     if len(sources) != 1:
         r.fail("", "exactly one of synthetic, files, hub", f"<{', '.join(sources) or 'none of them'}>")
@@ -439,6 +456,7 @@ def _parse_data(r: _Reader, base: Path, task_type: str) -> DataSpec:
     else:
         cols = tuple((role, role) for role in roles)
     kw["columns"] = cols
+    kw["on_overlap"] = r.get("on_overlap", str, "warn", choices=OVERLAP_ACTIONS)
     r.finish()
     return DataSpec(**kw)
 

@@ -1,6 +1,7 @@
 """Task data: synthetic generators, files, a local 'hub' dataset, suite checks, encode and collate."""
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import re
@@ -271,6 +272,43 @@ def test_copy_word_answer_is_the_word_and_capacity_is_enforced():
     assert "tasks[0].data.n_train" in str(err.value) and str(capacity + 100) in str(err.value)
 
 
+def _commuted(row: dict) -> dict:
+    """The row's equivalent form: for a sum, the commuted sum (b + a for a + b); other rows are their own."""
+    if "prompt" in row and (m := re.fullmatch(r"Question: What is (\d+) \+ (\d+)\?\nAnswer:", row["prompt"])):
+        return {**row, "prompt": f"Question: What is {m[2]} + {m[1]}?\nAnswer:"}
+    return row
+
+
+def _inputs(split) -> set[str]:
+    """Inputs as the overlap check matches them: whitespace collapsed, case folded."""
+    return {" ".join((r.get("text") or r["prompt"]).split()).casefold() for r in split}
+
+
+@pytest.mark.parametrize("name", sorted(SYNTHETIC))
+def test_no_built_in_task_leaks_a_held_out_item_or_its_commuted_form_into_train(name):
+    """Neither a validation / test input, nor its commuted form, is a train input, for every generator;
+    no input is in two splits at all (the overlap check counts none)."""
+    sizes = dict(n_train=120, n_validation=30, n_test=30) if name == "copy_word" else dict(n_train=1000, n_validation=50,
+                                                                                         n_test=100)
+    got = load(name, **sizes)
+    train = _inputs(got.train)
+    for split in (got.validation, got.test):
+        assert not _inputs(split) & train
+        assert not _inputs([_commuted(r) for r in split]) & train
+    assert not _inputs(got.validation) & _inputs(got.test)
+    assert got.overlap == {"train_validation": 0, "train_test": 0}
+
+
+def test_a_sum_and_its_commuted_form_land_in_the_same_split():
+    """The smollm2-cpu sizes, where 22 of the 100 test sums used to have their commuted sum in train."""
+    got = load("addition", n_train=1000, n_validation=50, n_test=100)
+    pair = lambda r: tuple(sorted(map(int, re.findall(r"\d+", r["prompt"])[:2])))  # noqa: E731
+    splits = [{pair(r) for r in split} for split in (got.train, got.validation, got.test)]
+    assert not (splits[0] & splits[1] or splits[0] & splits[2] or splits[1] & splits[2])
+    commuted_within = [r for r in got.train if _commuted(r) in got.train and _commuted(r) != r]
+    assert commuted_within  # allowed inside a split: both forms are train material
+
+
 # --------------------------------------------------------------------------- files and hub
 
 ROWS = {
@@ -359,9 +397,88 @@ def test_hub_source_reads_a_local_dataset_directory(hf_cache):
     got = load_task(TaskSpec("hubbed", spec, "accuracy"), "seq_cls")
     assert got.train[0] == {"text": "007 stars for this", "label": "good"}  # class ids read as their names
     assert got.label_names == ("bad", "good") and got.test == ({"text": "lovely", "label": "good"},)
+    assert got.source.startswith(f"hub:{folder}@")  # a local folder: its files' hash, as `datasets` names it
     wrong = DataSpec("hub", hub=str(folder), splits=spec.splits, columns=(("text", "body"), ("label", "stars")))
     with pytest.raises(ValueError, match="no column 'body'.*columns: review, stars"):
         load_task(TaskSpec("hubbed", wrong, "accuracy"), "seq_cls")
+
+
+class _Builder:
+    hash = "0123456789abcdef0123456789abcdef01234567"
+
+
+def test_a_hub_dataset_is_read_at_its_resolved_commit_and_fingerprinted_by_it(monkeypatch):
+    """The revision (None: main) is resolved to a commit first, every split is read from that commit, and the
+    commit is recorded and enters the fingerprint; no network: the resolution and the read are stand-ins."""
+    import datasets
+    from datasets import Dataset
+
+    asked = []
+    monkeypatch.setattr(datasets, "load_dataset_builder", lambda path, name=None, revision=None: (
+        asked.append(("resolve", path, name, revision)) or _Builder()))
+
+    def load_dataset(path, name=None, revision=None, split=None):
+        asked.append(("load", split, revision))
+        return Dataset.from_list(ROWS[split.split("[")[0]])
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    spec = DataSpec("hub", hub="some-org/reviews", splits=tuple((s, s) for s in ("train", "validation", "test")),
+                    columns=COLUMNS)
+    got = load_task(TaskSpec("hubbed", spec, "accuracy"), "seq_cls")
+    assert asked[0] == ("resolve", "some-org/reviews", None, None)
+    assert [a[2] for a in asked[1:]] == [_Builder.hash] * 3  # every split from the resolved commit, not "main"
+    assert got.source == f"hub:some-org/reviews@{_Builder.hash}"
+    # the same rows at another commit are another dataset version
+    monkeypatch.setattr(_Builder, "hash", "f" * 40)
+    again = load_task(TaskSpec("hubbed", spec, "accuracy"), "seq_cls")
+    assert again.train == got.train and again.fingerprint != got.fingerprint and again.source.endswith("@" + "f" * 40)
+
+
+# --------------------------------------------------------------------------- overlap between splits
+
+
+def _overlap_task(tmp_path: Path, on_overlap: str = "warn") -> TaskSpec:
+    rows = {"train": [{"review": "Great  film,\tloved it", "stars": 1}, {"review": "awful", "stars": 0},
+                      {"review": "meh", "stars": 0}],
+            # the first repeats a train input up to whitespace and case (with another label: still a leak)
+            "validation": [{"review": " great film, LOVED it ", "stars": 0}, {"review": "fine", "stars": 1}],
+            "test": [{"review": "awful", "stars": 0}, {"review": "AWFUL", "stars": 0}, {"review": "awful!", "stars": 0},
+                     {"review": "good", "stars": 1}]}
+    task = files_task(tmp_path, ".csv", rows)
+    return dataclasses.replace(task, data=dataclasses.replace(task.data, on_overlap=on_overlap))
+
+
+def test_duplicates_across_splits_are_counted_after_whitespace_and_case(tmp_path):
+    got = load_task(_overlap_task(tmp_path), "seq_cls")
+    assert got.overlap == {"train_validation": 1, "train_test": 2}  # "awful!" is another text
+    assert data.overlap_key({"text": "  Great  film,\tloved it\n"}) == "great film, loved it"
+    assert data.overlap_key({"prompt": "Q:  2+2?", "answer": "4"}) == "q: 2+2?"
+
+
+def test_on_overlap_error_refuses_the_data_at_check_and_at_load(tmp_path):
+    task = _overlap_task(tmp_path, "error")
+    message = _error(task, "seq_cls")
+    assert "tasks[1].data.on_overlap" in message and "1 in validation, 2 in test" in message
+    assert "e.g. 'great film, LOVED it'" in message and "set on_overlap: warn" in message
+    with pytest.raises(ValueError, match="1 validation and 2 test row.*on_overlap is error"):
+        load_task(task, "seq_cls")
+    check_task(_overlap_task(tmp_path, "warn"), "seq_cls", SUITE, "tasks[1]")  # warn: the check passes
+
+
+# the AG News sample shipped beside the repository, where offline/agnews.yaml finds it; never copied in
+AGNEWS = Path(__file__).resolve().parents[2] / "shared" / "data" / "agnews"
+
+
+def test_the_agnews_sample_has_the_corpus_duplicate_between_train_and_test():
+    """One test text of AG News is also a train text in the original corpus, and so in the sample."""
+    if not all((AGNEWS / f"{s}.csv").is_file() for s in ("train", "validation", "test")):
+        pytest.skip(f"the AG News sample is not at {AGNEWS}")
+    files = tuple((s, str(AGNEWS / f"{s}.csv")) for s in ("train", "validation", "test"))
+    task = TaskSpec("agnews", DataSpec("files", files=files, columns=(("text", "text"), ("label", "label"))), "accuracy")
+    got = load_task(task, "seq_cls")
+    assert got.overlap == {"train_validation": 0, "train_test": 1}
+    strict = dataclasses.replace(task, data=dataclasses.replace(task.data, on_overlap="error"))
+    assert "found <1 in test;" in _error(strict, "seq_cls")
 
 
 # --------------------------------------------------------------------------- check_task
@@ -554,6 +671,19 @@ def test_a_different_split_length_dataset_or_tokenizer_is_tokenized_again(cache,
     assert counting.calls == 6 and len(list(cache.glob("*.pt"))) == 2
     if "max_length" in change:
         assert max(len(e["input_ids"]) for e in again) == 4
+
+
+def test_a_new_tokenizers_or_transformers_version_is_tokenized_again(cache, tokenizer, monkeypatch):
+    """The same tokenizer files can tokenize differently after an upgrade: the library versions are in the key."""
+    assert set(data.tokenizer_versions()) == {"tokenizers", "transformers"}
+    counting = CountingTokenizer(tokenizer)
+    _cached(counting)
+    monkeypatch.setattr(data, "tokenizer_versions", lambda: {"tokenizers": "0.0.1", "transformers": "5.23.0"})
+    _cached(counting)
+    monkeypatch.setattr(data, "tokenizer_versions", lambda: {"tokenizers": "0.0.1", "transformers": "9.0.0"})
+    _cached(counting)
+    assert counting.calls == 9 and len(list(cache.glob("*.pt"))) == 3
+
 
 
 def test_a_corrupt_cache_file_is_tokenized_again_and_replaced(cache, tokenizer, monkeypatch):

@@ -164,6 +164,26 @@ def test_fingerprint(write_suite, base_suite):
     assert load_suite(write_suite(base_suite)).fingerprint() != fp
 
 
+def test_on_overlap_is_not_part_of_a_cell_or_of_the_suite(write_suite, base_suite):
+    """`data.on_overlap` decides whether a run may start, not what it computes: ids and fingerprint stay."""
+    plain = load_suite(write_suite(base_suite))
+    base_suite["tasks"][0]["data"]["on_overlap"] = "error"
+    strict = load_suite(write_suite(base_suite))
+    assert strict.tasks[0].data.on_overlap == "error"
+    assert strict.fingerprint() == plain.fingerprint()
+    assert [c.id for c in expand_grid(strict)] == [c.id for c in expand_grid(plain)]
+
+
+def test_resolved_precision_is_not_part_of_the_cell_id(cells_of):
+    """The grid does not know the device; the report tells runs of different resolved precisions apart
+    (tests/test_report.py), while the schedule and the runs' cell_id tag keep naming the grid's cell."""
+    import dataclasses
+
+    cell = cells_of()[0]
+    assert cell.precision is None
+    assert dataclasses.replace(cell, precision="bf16").id == cell.id
+
+
 @pytest.mark.parametrize("suite_file", SUITES or [pytest.param(None, marks=pytest.mark.skip(reason="no suites/*.yaml yet"))],
                          ids=[p.name for p in SUITES] or ["none"])
 def test_shipped_suite_validates_and_expands(suite_file, capsys):

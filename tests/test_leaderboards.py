@@ -110,6 +110,10 @@ def test_a_fresh_leaderboard_is_rebuilt_byte_for_byte_from_its_runs_csv(tiny_res
     finished = runs[runs["status"] == "FINISHED"]
     assert len(finished) == 6 and finished["test_outcomes"].str.fullmatch(r"24:[0-9a-f]{6}").all()
     assert {"lr", "head_lr", "representation_drift", "slot", "search_from", "start_time"} <= set(runs.columns)
+    # every run, the failed ones too, says what its precision resolved to; every run logged its data's overlap
+    ran = runs[runs["status"].isin(["FINISHED", "FAILED"])]
+    assert len(ran) == 8 and ran["precision"].nunique() == 1 and ran["precision"].iloc[0] in ("fp32", "bf16")
+    assert (ran["data.dup_train_validation"] == 0).all() and (ran["data.dup_train_test"] == 0).all()
     board = original
     assert "best (by val)" in board and "| seeds ok |" in board and "report generated" not in board
     assert "seeds and test examples" in board

@@ -654,3 +654,72 @@ def test_pareto_front_lists_exactly_the_non_dominated_trials_by_memory():
 def test_no_pareto_front_with_a_single_objective(searched):
     suite, cells, runs = searched
     assert "Pareto front" not in build_leaderboard(suite, cells, runs, ACC)
+
+
+# --------------------------------------------------------------------------- resolved precision and data overlap
+
+
+def test_two_runs_differing_only_in_resolved_precision_form_two_rows(tmp_path):
+    """One cell, run on a CPU (precision auto -> fp32) and on a GPU (auto -> bf16): two rows, each with its
+    own chosen run, never one row picking the better validation score across both."""
+    suite = make_suite(seeds=(0,))
+    c = cell(suite, "lora", 4)
+    runs = pd.DataFrame([run(c, "cpu", t=1, precision="fp32", val_score=0.9, test_score=0.6),
+                         run(c, "gpu", t=2, precision="bf16", val_score=0.8, test_score=0.8, device="cuda:0 NVIDIA H200")])
+    chosen = select_runs([c], runs)
+    assert list(chosen["run_id"]) == ["cpu", "gpu"] and list(chosen["cell_id"]) == [c.id, c.id]
+    assert list(chosen["config"]) == ["lora r4 (precision=auto→fp32)", "lora r4 (precision=auto→bf16)"]
+    board = write_report(suite, [c], runs, tmp_path, ACC)
+    rows = table(board.read_text())
+    assert sorted((r["method"], r["test accuracy ↑"]) for r in rows) == [
+        ("lora (precision=auto→bf16)", "0.800"), ("lora (precision=auto→fp32)", "0.600")]
+    assert "- precision (as resolved on the device): `fp32`, `bf16`" in board.read_text()
+    again, stale = report_from_csv(suite, [c], tmp_path / "runs.csv", tmp_path / "again", ACC)
+    assert stale == [] and again.read_text() == board.read_text()  # runs.csv carries the precision
+
+
+def test_seeds_that_resolved_differently_are_not_averaged_and_one_precision_changes_nothing(suite, three_configs):
+    cells, runs = three_configs
+    plain = build_leaderboard(suite, cells, runs, ACC)
+    fp32 = build_leaderboard(suite, cells, runs.assign(precision="fp32"), ACC)
+    assert fp32.replace("- precision (as resolved on the device): `fp32`\n", "") == plain  # one precision: the same rows
+    mixed = runs.assign(precision=["fp32", "bf16", "fp32", "fp32", "fp32", "fp32"])  # full's seed 1 ran at bf16
+    rows = {r["method"]: r for r in table(build_leaderboard(suite, cells, mixed, ACC))}
+    assert rows["full (precision=auto→fp32)"]["seeds ok"] == rows["full (precision=auto→bf16)"]["seeds ok"] == "1/1"
+    assert rows["full (precision=auto→fp32)"]["test accuracy ↑"] == "0.700"
+    assert rows["full (precision=auto→bf16)"]["test accuracy ↑"] == "0.800"
+    assert {"lora"} <= set(rows)  # lora's rows ran at one precision: unlabelled, as before
+
+
+def test_a_seed_not_run_yet_stays_with_its_configuration_unless_precisions_differ():
+    suite = make_suite(seeds=(0, 1, 2))
+    c = [cell(suite, "lora", 4, seed=s) for s in (0, 1, 2)]
+    one = pd.DataFrame([run(c[0], "a", precision="fp32"), run(c[1], "b", precision="fp32")])
+    assert [(r["method"], r["seeds ok"]) for r in table(build_leaderboard(suite, c, one, ACC))] == [("lora", "2/3")]
+    two = pd.DataFrame([run(c[0], "a", precision="fp32"), run(c[1], "b", precision="bf16")])
+    board = build_leaderboard(suite, c, two, ACC)
+    assert sorted(r["method"] for r in table(board)) == ["lora (precision=auto→bf16)", "lora (precision=auto→fp32)"]
+    assert "`lora (precision=auto)` rank 4, quant none: not run (seed 2)" in board
+
+
+def test_data_overlap_is_flagged_under_the_task_table(tmp_path):
+    suite = make_suite(seeds=(0,))
+    a, b = cell(suite, "lora", 4), cell(suite, "full", None)
+    clean = pd.DataFrame([run(x, x.method, **{"data.dup_train_validation": 0.0, "data.dup_train_test": 0.0})
+                          for x in (a, b)])
+    assert "Data overlap" not in build_leaderboard(suite, [a, b], clean, ACC)
+    leaky = clean.assign(**{"data.dup_train_test": 1.0})
+    board = write_report(suite, [a, b], leaky, tmp_path, ACC).read_text()
+    line = ("**Data overlap:** 1 test row(s) repeat a train input (matched after collapsing whitespace and ignoring "
+            "case)")
+    assert line in board
+    assert board.index("| method | rank | quant | test accuracy") < board.index(line) < board.index("### Inference cost")
+    again, _ = report_from_csv(suite, [a, b], tmp_path / "runs.csv", tmp_path / "again", ACC)
+    assert again.read_text() == board
+
+
+def test_a_hub_dataset_commit_is_named_in_the_footer(suite, three_configs):
+    cells, runs = three_configs
+    runs = runs.assign(data_fingerprint="0123456789012345", data_source="hub:org/ds@" + "a" * 40)
+    footer = build_leaderboard(suite, cells, runs, ACC).split("## Provenance")[1]
+    assert f"- data fingerprints: sent `0123456789012345` from `hub:org/ds@{'a' * 40}`" in footer
