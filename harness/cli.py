@@ -200,6 +200,11 @@ def cmd_report(args) -> int:
         except ValueError as exc:
             raise SuiteError("<command line>", "--tolerance", "a percentage (5%) or an absolute number (0.02)",
                              args.tolerance, str(exc)) from None
+        try:
+            compare.check_metrics(_metric_names(args.metrics))
+        except ValueError as exc:
+            raise SuiteError("<command line>", "--metrics", "comma-separated metric names (python -m harness methods "
+                             "lists them)", args.metrics, str(exc)) from None
     out_dir = Path(args.out) if args.out else _results_dir(args, suite)
     if args.from_csv:
         from harness.report import report_from_csv
@@ -230,7 +235,7 @@ def cmd_report(args) -> int:
     from harness.report import higher_by_task
 
     higher = higher_by_task(suite, _metric_directions())
-    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    metrics = _metric_names(args.metrics)
     result = compare.compare_runs(new_csv, Path(args.compare), tolerance, metrics, higher)
     print(f"\ncompared with {args.compare} (tolerance {tolerance}, metrics: {', '.join(metrics)}):")
     for line in result.lines:
@@ -244,18 +249,31 @@ def cmd_report(args) -> int:
     return 0
 
 
+def _metric_names(text: str) -> tuple[str, ...]:
+    return tuple(m.strip() for m in text.split(",") if m.strip())
+
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for j, r in enumerate(rows):
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+        if j == 0:
+            print("  ".join("-" * w for w in widths))
+
+
 def cmd_methods(args) -> int:
+    from harness.measures import MEASURES
     from methods import all_methods
 
     rows = [("name", "paper", "rank means", "task types", "quant", "mergeable", "lr searched")]
     for m in sorted(all_methods().values(), key=lambda m: m.name):
         rows.append((m.name, m.paper, m.rank_meaning or "-", ", ".join(sorted(m.task_types)),
                      ", ".join(sorted(m.quants)), "yes" if m.mergeable else "no", _lr_range_text(m.lr_range)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for j, r in enumerate(rows):
-        print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
-        if j == 0:
-            print("  ".join("-" * w for w in widths))
+    _print_table(rows)
+    print("\nmeasured for every method, defined the same way for each (harness/measures.py, the README's metric "
+          "table):\n")
+    _print_table([("metric", "unit", "better", "logged", "definition")]
+                 + [(m.name, m.unit, m.better, m.logged, m.definition) for m in MEASURES])
     return 0
 
 
@@ -312,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="a reference runs.csv: exit 1 naming every configuration that got worse")
     rep.add_argument("--tolerance", default="5%", help="how much worse counts as noise: 5%% (relative, default) or 0.02")
     rep.add_argument("--metrics", default="test_score",
-                     help="comma-separated runs.csv columns to compare (default test_score; e.g. test_score,peak_memory_mb)")
+                     help="comma-separated metrics to compare, each in its better direction (default test_score; e.g. "
+                          "test_score,peak_memory_mb; `methods` lists them)")
     rep.set_defaults(fn=cmd_report)
     m = sub.add_parser("methods", help="list registered methods and what each supports")
     m.set_defaults(fn=cmd_methods)

@@ -4,8 +4,10 @@ Both files are `runs.csv` tables written by the report: every trial run, with `c
 marking the one run that stands for each cell (an older runs.csv without that column
 has one row per cell, and every row counts).  Only chosen rows are compared: for each
 task x configuration the mean over FINISHED seeds is compared, metric by metric, in the
-metric's better direction: a regression is a value worse than the reference's by more
-than the tolerance (relative, "5%", or absolute, "0.02"), or a configuration that
+metric's better direction (harness.measures): a regression is a value worse than the
+reference's by more than the tolerance (relative, "5%", or absolute, "0.02"), for a
+metric without a better direction (trainable_params, ...) a change either way by more
+than it, or a configuration that
 finished in the reference and has no finished seed now.  Configurations new in this
 report, and improvements, are listed but never fail the check.  Ours because this is
 a few lines of pandas over our own CSV format; no library does exactly this.
@@ -18,10 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-# metric -> higher is better; test_score's direction comes from the task's metric
-DIRECTIONS = {"test_score": True, "val_score": True, "forgetting": False, "peak_memory_mb": False,
-              "eval_peak_memory_mb": False, "tokens_per_s": True, "latency_overhead": False, "adapter_bytes": False,
-              "mfu": True}
+from harness import measures
+
 DEFAULT_METRICS = ("test_score",)
 
 
@@ -30,8 +30,9 @@ class Tolerance:
     value: float
     relative: bool
 
-    def allows(self, new: float, ref: float, higher: bool) -> bool:
-        worse_by = (ref - new) if higher else (new - ref)
+    def allows(self, new: float, ref: float, higher: bool | None) -> bool:
+        """Whether `new` is no worse than `ref` by more than this (None: no direction, a change either way)."""
+        worse_by = abs(new - ref) if higher is None else (ref - new) if higher else (new - ref)
         limit = self.value * abs(ref) if self.relative else self.value
         return worse_by <= limit + 1e-12
 
@@ -84,8 +85,17 @@ class Comparison:
     regressions: list[str]
 
 
+def check_metrics(metrics: tuple[str, ...]) -> None:
+    """ValueError naming the metrics that are no measure of harness.measures."""
+    stray = measures.unknown(metrics)
+    if stray:
+        raise ValueError(f"unknown metric{'s' if len(stray) > 1 else ''} {', '.join(stray)}; known: "
+                         f"{', '.join(measures.NAMES)}")
+
+
 def compare_runs(new_csv: Path, ref_csv: Path, tolerance: Tolerance, metrics: tuple[str, ...] = DEFAULT_METRICS,
                  higher_by_task: dict[str, bool] | None = None) -> Comparison:
+    check_metrics(metrics)
     new, ref = pd.read_csv(new_csv), pd.read_csv(ref_csv)
     for name, df in (("the new report", new), (str(ref_csv), ref)):
         missing = {"task", "status", "method"} - set(df.columns)
@@ -104,10 +114,12 @@ def compare_runs(new_csv: Path, ref_csv: Path, tolerance: Tolerance, metrics: tu
             if metric not in ref_row or metric not in new_means.columns or pd.isna(ref_row[metric]):
                 continue
             now, was = new_means.loc[key, metric], ref_row[metric]
-            higher = (higher_by_task or {}).get(key[0], True) if metric in ("test_score", "val_score") else DIRECTIONS.get(metric, True)
+            higher = ((higher_by_task or {}).get(key[0], True) if metric in ("test_score", "val_score")
+                      else measures.direction(metric))
             change = f"{metric} {was:.4g} -> {now:.4g}" + (f" ({(now - was) / abs(was) * 100:+.1f}%)" if was else "")
             if pd.isna(now) or not tolerance.allows(now, was, higher):
-                regressions.append(f"{label}: {change}, worse by more than {tolerance}")
+                how = "changed" if higher is None else "worse"
+                regressions.append(f"{label}: {change}, {how} by more than {tolerance}")
             else:
                 lines.append(f"ok  {label}: {change}")
     for key in new_means.index:

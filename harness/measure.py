@@ -1,7 +1,8 @@
 """Measurements, each defined once (design.md, "Measurements") and used for every method.
 
 - trainable_params / trainable_frac: parameters with requires_grad after the method is
-  applied, over all parameters (4-bit packed weights counted by their logical size).
+  applied, over the base model's parameters counted before it is applied (4-bit packed
+  weights counted by their logical size).  Every measure's definition: harness.measures.
 - peak_memory_mb: CUDA max_memory_allocated over training (reset before), or on CPU the
   peak resident set size of the worker process over training (Linux VmHWM, reset
   before through /proc/self/clear_refs; psutil sampling where that is unavailable).
@@ -105,8 +106,91 @@ def mfu(tokens_per_s: float, flops_token: float, peak: float) -> float:
     return tokens_per_s * flops_token / peak if peak > 0 else float("nan")
 
 
-def directory_bytes(path: str | Path) -> int:
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+def _bytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+def base_param_count(model: torch.nn.Module) -> int:
+    """All parameters of a model, counted like `count_params` (4-bit weights unpacked): taken on
+    the base before a method is applied, it is trainable_frac's denominator."""
+    return count_params(model)[1]
+
+
+def _quant_tensors(p: torch.Tensor) -> list[torch.Tensor]:
+    """The quantization constants bitsandbytes keeps beside a packed weight: a 4-bit weight's
+    QuantState (absmax, code table, nested absmax and code), an 8-bit weight's row scales (SCB)."""
+    out: list[torch.Tensor] = []
+    state = getattr(p, "quant_state", None)
+    while state is not None:  # the tensors it holds (QuantState.as_dict would copy some: their addresses repeat)
+        out += [v for v in vars(state).values() if torch.is_tensor(v)]
+        state = getattr(state, "state2", None)
+    scb = getattr(p, "SCB", None)
+    if torch.is_tensor(scb):
+        out.append(scb)
+    return out
+
+
+def parameter_bytes(model: torch.nn.Module) -> int:
+    """Every parameter as stored: its elements at its dtype (a 4-bit weight packed two per byte, an
+    8-bit one a byte each) plus its quantization constants; a tensor shared by several modules once."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for p in model.parameters():
+        for t in (p, *_quant_tensors(p)):
+            key = (t.data_ptr(), _bytes(t))
+            if key in seen or not t.numel():
+                continue
+            seen.add(key)
+            total += _bytes(t)
+    return total
+
+
+def gradient_bytes(model: torch.nn.Module) -> int:
+    """One gradient per trainable parameter, at the parameter's dtype (what backward allocates)."""
+    return sum(_bytes(p) for p in model.parameters() if p.requires_grad)
+
+
+def optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """The tensors an optimizer holds in its state (AdamW: exp_avg, exp_avg_sq and step per parameter)."""
+    return sum(_bytes(v) for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v))
+
+
+def train_state_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """train_state_mb's bytes: parameters as stored + a gradient per trainable parameter + the optimizer's
+    state as it holds it (taken after training, when every state tensor exists)."""
+    return parameter_bytes(model) + gradient_bytes(model) + optimizer_state_bytes(optimizer)
+
+
+def safetensors_bytes(directory: str | Path) -> int:
+    """Bytes of the tensors in every *.safetensors file under `directory`, read from their headers
+    (elements x dtype size); the files' own headers and any other file (configs, READMEs) do not count."""
+    import json
+    import struct
+
+    total = 0
+    for path in sorted(Path(directory).rglob("*.safetensors")):
+        with open(path, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(size))
+        total += sum(end - start for key, entry in header.items() if key != "__metadata__"
+                     for start, end in [entry["data_offsets"]])
+    return total
+
+
+def adapter_bytes(method, model: torch.nn.Module, directory: str | Path | None) -> int:
+    """adapter_bytes: what one task must store.  The method's own `stored_bytes` where it declares it
+    (piggyback's 1-bit masks, VeRA without its shared projections, full fine-tuning's whole model); else
+    the tensors of what its `save` wrote to `directory` (safetensors), at their stored dtype; a method
+    that saves nothing stores its trainable parameters."""
+    if method.stored_bytes is not None:
+        return int(method.stored_bytes(model))
+    if method.save is not None and directory is not None:
+        found = any(Path(directory).rglob("*.safetensors"))
+        if not found:
+            raise ValueError(f"method {method.name!r} saved no *.safetensors file: declare stored_bytes in its "
+                             "registration to say what one task stores")
+        return safetensors_bytes(directory)
+    return sum(_bytes(p) for p in model.parameters() if p.requires_grad)
 
 
 def _release_freed_memory() -> None:

@@ -3,7 +3,8 @@
 For each task `write_task_plots` draws
 
 - `<task>-pareto.png`: the test score of every configuration against three costs side
-  by side (peak training memory, trainable parameters, training throughput), with the
+  by side (training memory: the leaderboard's memory column, the device peak on a GPU and
+  the exact training state on CPU; trainable parameters; training throughput), with the
   Pareto front of each panel marked: the configurations nothing else beats on both
   that cost and the score.
 - `<task>-rank.png`: score against adapter rank, one line per method and quantization,
@@ -57,7 +58,7 @@ class PlotPoint:
     quant: str  # "none" | "int8" | "nf4" ...
     score: float  # mean test score
     score_err: float  # interval half-width (nan: no error bar)
-    peak_memory_mb: float
+    memory_mb: float  # the leaderboard's memory column: device peak on a GPU, train_state_mb on CPU (harness.measures)
     trainable_params: float
     tokens_per_s: float
     score_low: float = math.nan  # an asymmetric interval (e.g. the bootstrap's): used instead of score_err when set
@@ -308,7 +309,7 @@ def _pareto_figure(task: str, score_label: str, higher_is_better: bool, points: 
     fig = _new_figure(13, 4.2)
     axes = fig.subplots(1, 3, sharey=True)
     panels = [
-        ([p.peak_memory_mb for p in points], True, f"{memory_label}, {_direction(False)}", False),
+        ([p.memory_mb for p in points], True, f"{memory_label}, {_direction(False)}", False),
         ([p.trainable_params for p in points], True, f"trainable parameters (log scale), {_direction(False)}", True),
         ([p.tokens_per_s for p in points], False, f"training tokens/s, {_direction(True)}", False),
     ]

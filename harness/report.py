@@ -8,8 +8,9 @@
   quant, seed), its `config` label (the leaderboard row, the same on every task),
   `chosen` (True for the run that stands for its cell, see below, and for a cell's
   placeholder row: the chosen rows are one per cell, or per cell and resolved precision,
-  see below), status, error, every
-  measurement, the run's `lr` / `head_lr`, search and provenance tags, its per-example
+  see below), status, error, every measurement (`harness.measures`, which also gives the
+  leaderboard's headers, number formats and arrows, and the memory column's measure per
+  `memory_kind`), the run's `lr` / `head_lr`, search and provenance tags, its per-example
   test outcomes (`test_outcomes`) and `trials` (how many of the cell's trials
   finished).  Everything the leaderboard shows comes from these columns, so
   `report_from_csv` (`harness report SUITE --from-csv runs.csv`) rebuilds the same
@@ -77,18 +78,14 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from harness import stats
+from harness import measures, stats
 from harness.grid import Cell
+from harness.measures import MEMORY_KINDS
 from harness.suite import Suite
 
+METRIC_COLUMNS: tuple[str, ...] = measures.NAMES  # every measure, in the table's order
 # validation / test rows whose input is also a train input (harness.data.overlap), as each run logged them
 DUPLICATES = ("data.dup_train_validation", "data.dup_train_test")
-METRIC_COLUMNS: tuple[str, ...] = (
-    "val_score", "test_score", "forgetting", "representation_drift", "trainable_params", "trainable_frac",
-    "adapter_bytes", "peak_memory_mb", "peak_reserved_mb", "eval_peak_memory_mb", "eval_peak_reserved_mb",
-    "tokens_per_s", "train_time_s", "flops_per_token", "mfu",
-    "latency_base_ms", "latency_ms", "latency_overhead", "latency_merged_ms", "latency_overhead_merged",
-    "adapter_load_ms", "adapter_switch_ms", *DUPLICATES)
 # tags and params of a run, kept as the text MLflow holds
 TAG_COLUMNS = ("outcome", "slot", "search_from", "search_values", "lr", "head_lr", "memory_kind", "device", "merge",
                "model", "model_fingerprint", "data_fingerprint", "probe_fingerprint", "suite_fingerprint", "git_commit",
@@ -99,18 +96,14 @@ RUN_COLUMNS: tuple[str, ...] = (
     "cell_id", "task", "method", "rank", "quant", "seed", "status", "error", "run_id", "config", "chosen",
     "start_time", "trials", "oom_retries", *METRIC_COLUMNS, *TAG_COLUMNS)  # then version.*, then test_outcomes
 
-UP, DOWN, DASH, MINUS = "↑", "↓", "–", "−"
+UP, DOWN, DASH, MINUS = measures.UP, measures.DOWN, "–", "−"
 ALPHA, LEVEL = 0.05, 0.95  # the verdicts' test level (Holm-corrected) and the intervals' coverage
 N_BOOT, RNG_SEED = 2000, 0  # bootstrap resamples and seed: fixed, so a report is deterministic
 DEFAULT_MARGIN = 0.01  # `≈` needs the difference's 90% interval inside ±margin (score units: 0.01 = 1 point)
 BEST = "best (by val)"
 PLOT_TITLES = {"pareto": "score vs peak memory, trainable parameters and tokens/s, Pareto front marked",
                "rank": "score vs rank per method"}
-MEMORY_KINDS = {
-    "cuda_allocated": "GPU memory held by tensors (torch.cuda.max_memory_allocated) during training; "
-                      "the reserved peak is in MLflow as peak_reserved_mb",
-    "cpu_rss": "peak resident memory of the worker process during training (includes Python and the libraries)",
-}
+MEMORY_COLUMN = "_memory_mb"  # each run's memory column: the measure its memory_kind names (harness.measures)
 FIRST_VERSIONS = ("torch", "transformers", "peft", "bitsandbytes")  # listed first in the provenance footer
 ERROR_CHARS = 200
 STALE_LISTED = 10  # rows of unknown cells named in a stale leaderboard's warning
@@ -354,6 +347,21 @@ def _fixed(x: float, decimals: int) -> str:
 
 def _integer(x: float) -> str:
     return DASH if _missing(x) else f"{round(x):,}"
+
+
+_FORMATS = {"fixed3": lambda x: _fixed(x, 3), "fixed2": lambda x: _fixed(x, 2), "sig3": lambda x: _sig(x, 3),
+            "sig4": lambda x: _sig(x, 4), "int": lambda x: _integer(x), "percent3": lambda x: _sig(100 * x, 3),
+            "megabytes3": lambda x: _sig(x / 1e6, 3)}  # the keys of harness.measures.FORMATS
+
+
+def _format(name: str, x: float) -> str:
+    """A measure's number as the leaderboard writes it (its `fmt` in harness.measures)."""
+    return _FORMATS[measures.BY_NAME[name].fmt](x)
+
+
+def _header(name: str, metric: str = "", better: bool = True) -> str:
+    """A measure's leaderboard header; the scores' name the task metric and its direction."""
+    return measures.BY_NAME[name].header.format(metric=metric, arrow=_arrow(better))
 
 
 def _points(x: float) -> str:
@@ -609,19 +617,53 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
+def _with_memory(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with MEMORY_COLUMN: each run's memory column, the measure its `memory_kind` names
+    (the device peak on a GPU, train_state_mb on CPU, the peak RSS for CPU runs older than train_state_mb)."""
+    kinds = table["memory_kind"] if "memory_kind" in table.columns else pd.Series(None, index=table.index, dtype=object)
+    values = [_number(table.at[i, m]) if m in table.columns else math.nan
+              for i, m in zip(table.index, (measures.memory_measure(_text(k)) for k in kinds))]
+    return table.assign(**{MEMORY_COLUMN: pd.Series(values, index=table.index, dtype="float64")})
+
+
+def _kinds(configs: list[_Config]) -> list[str]:
+    return sorted({k for c in configs for k in c.finished["memory_kind"].dropna()})
+
+
+def _subject(kind: str) -> str:
+    return MEMORY_KINDS[kind].subject if kind in MEMORY_KINDS else "peak memory"
+
+
 def _memory_note(configs: list[_Config]) -> tuple[str, bool]:
     """The footnote for the memory column, and whether kinds are mixed (then each cell says its kind)."""
-    kinds = sorted({k for c in configs for k in c.finished["memory_kind"].dropna()})
+    kinds = _kinds(configs)
     if not kinds:
         return "", False
+
+    def describe(kind: str) -> str:
+        return MEMORY_KINDS[kind].description if kind in MEMORY_KINDS else "as logged by the run"
+
     if len(kinds) == 1:
-        return f"† peak memory is `{kinds[0]}`: {MEMORY_KINDS.get(kinds[0], 'as logged by the run')}.", False
-    described = "; ".join(f"`{k}`: {MEMORY_KINDS.get(k, 'as logged by the run')}" for k in kinds)
-    return f"† peak memory was measured in different ways (compare only rows of the same kind): {described}.", True
+        return f"† {_subject(kinds[0])} is `{kinds[0]}`: {describe(kinds[0])}.", False
+    subjects = {_subject(k) for k in kinds}
+    subject = subjects.pop() if len(subjects) == 1 else "memory"
+    described = "; ".join(f"`{k}`: {describe(k)}" for k in kinds)
+    return f"† {subject} was measured in different ways (compare only rows of the same kind): {described}.", True
+
+
+def _memory_measures(configs: list[_Config]) -> set[str]:
+    return {measures.memory_measure(k) for k in _kinds(configs)}
+
+
+def _memory_header(configs: list[_Config]) -> str:
+    shown = _memory_measures(configs) or {"peak_memory_mb"}
+    return (_header(shown.pop()) if len(shown) == 1 else f"memory (MB) {DOWN}") + " †"
 
 
 def _memory_cell(config: _Config, mixed: bool) -> str:
-    text = _integer(config.mean("peak_memory_mb"))
+    shown = _memory_measures([config])
+    value = config.mean(MEMORY_COLUMN)
+    text = _format(shown.pop(), value) if len(shown) == 1 else _integer(value)
     if mixed and text != DASH:
         kinds = sorted(set(config.finished["memory_kind"].dropna()))
         text += f" ({', '.join(kinds)})"
@@ -768,6 +810,13 @@ def _search_note(cells: list[Cell]) -> str:
             f"in `runs.csv`)._")
 
 
+def _peak_kind(kind: Any) -> str | None:
+    """How a run's peak_memory_mb was measured: a CPU run's memory_kind `train_state` names its memory column,
+    while its peak_memory_mb is the worker's peak RSS."""
+    kind = _text(kind)
+    return "cpu_rss" if kind == "train_state" else kind
+
+
 def _pareto_section(configs: list[_Config], prepared: pd.DataFrame, metric: str, better: bool) -> tuple[list[str], set]:
     """Every FINISHED trial of the task's cells that no other one beats on both validation score and
     peak memory; returns the lines and the run ids shown."""
@@ -799,15 +848,16 @@ def _pareto_section(configs: list[_Config], prepared: pd.DataFrame, metric: str,
         for j in range(len(trials)))]
     front.sort(key=lambda i: (memory[i], -score[i], -trials["_started"].iloc[i]))
     space = _space_names(cells.values())
-    kinds = _distinct(trials["memory_kind"].iloc[front]) if "memory_kind" in trials.columns else []
+    kinds = (_distinct(_peak_kind(k) for k in trials["memory_kind"].iloc[front]) if "memory_kind" in trials.columns
+             else [])
     headers = ["method", "rank", "quant", "seed", "hyperparameters", f"val {metric} {_arrow(better)}", f"test {metric}",
-               f"peak memory (MB) {DOWN}"]
+               _header(mem)]
     body = []
     for i in front:
         run = trials.iloc[i]
         config = exact.get((run["cell_id"], run["_precision"])) or by_cell[run["cell_id"]]
         c = cells[run["cell_id"]]
-        memory_text = _integer(memory[i]) + (f" ({_text(run.get('memory_kind'))})" if len(kinds) > 1 else "")
+        memory_text = _format(mem, memory[i]) + (f" ({_peak_kind(run.get('memory_kind'))})" if len(kinds) > 1 else "")
         body.append([config.method, config.rank, config.quant, str(c.seed), _hyperparameters([run.get("search_values")], space),
                      _fixed(run["_val"], 3), _fixed(_number(run.get("test_score")), 3), memory_text])
     lines += _table(headers, body)
@@ -876,11 +926,12 @@ def _quality_table(analysis: _Analysis, metric: str, better: bool, searched: boo
     configs = analysis.rows
     tested = analysis.testable
     note, mixed = _memory_note(configs)
-    gpu = any(c.finished["mfu"].notna().any() for c in configs)
-    headers = ["method", "rank", "quant", "tier", f"test {metric} {_arrow(better)}", "95% interval", "vs best",
-               "seeds ok", f"val {metric}", f"forgetting {DOWN}", f"trainable % {DOWN}", "trainable params",
-               f"peak memory (MB) {DOWN} †", f"eval peak memory (MB) {DOWN}", f"tokens/s {UP}"] + (
-               [f"MFU (%) {UP}"] if gpu else []) + ["train time (s)", f"adapter size (MB) {DOWN}"]
+    # harness.measures.QUALITY_COLUMNS; a GPU-only measure where some row has it
+    columns = [n for n in measures.QUALITY_COLUMNS if n == measures.MEMORY or not measures.BY_NAME[n].gpu_only
+               or any(c.finished[n].notna().any() for c in configs)]
+    headers = ["method", "rank", "quant", "tier", _header("test_score", metric, better), "95% interval", "vs best",
+               "seeds ok"] + [_memory_header(configs) if n == measures.MEMORY else _header(n, metric, better)
+                              for n in columns]
     if not tested:
         for h in ("tier", "95% interval", "vs best"):
             headers.remove(h)
@@ -890,16 +941,12 @@ def _quality_table(analysis: _Analysis, metric: str, better: bool, searched: boo
     for c in configs:
         row = [c.method, c.rank, c.quant]
         if tested:
-            row += [str(analysis.tiers[id(c)]), _fixed(c.mean("test_score"), 3), _interval_cell(analysis, c),
+            row += [str(analysis.tiers[id(c)]), _format("test_score", c.mean("test_score")), _interval_cell(analysis, c),
                     _verdict_cell(analysis, c)]
         else:
-            row += [_fixed(c.mean("test_score"), 3)]
-        row += [c.seeds_ok(), _fixed(c.mean("val_score"), 3), _sig(c.mean("forgetting"), 4),
-                _sig(100 * c.mean("trainable_frac"), 3), _integer(c.mean("trainable_params")), _memory_cell(c, mixed),
-                _integer(c.mean("eval_peak_memory_mb")), _integer(c.mean("tokens_per_s"))]
-        if gpu:
-            row.append(_sig(100 * c.mean("mfu"), 3))
-        row += [_sig(c.mean("train_time_s"), 3), _sig(c.mean("adapter_bytes") / 1e6, 3)]
+            row += [_format("test_score", c.mean("test_score"))]
+        row += [c.seeds_ok()] + [_memory_cell(c, mixed) if n == measures.MEMORY else _format(n, c.mean(n))
+                                 for n in columns]
         if searched:
             row += [_trials_cell(c), _hyperparameters(c.finished["search_values"], cells_space)]
         body.append(row)
@@ -908,18 +955,15 @@ def _quality_table(analysis: _Analysis, metric: str, better: bool, searched: boo
 
 def _inference_table(configs: list[_Config]) -> list[str]:
     """Latency and adapter load/switch, same row order as the quality table."""
-    headers = ["method", "rank", "quant", f"latency (ms/sample) {DOWN}", f"overhead (×) {DOWN}",
-               f"merged latency (ms/sample) {DOWN}", f"merged overhead (×) {DOWN}", f"adapter load (ms) {DOWN}",
-               f"adapter switch (ms) {DOWN}"]
+    columns = measures.INFERENCE_COLUMNS
+    headers = ["method", "rank", "quant"] + [_header(n) for n in columns]
     body = []
     for c in configs:
-        merged = _sig(c.mean("latency_merged_ms"), 3)
-        if merged == DASH:
+        cells = {n: _format(n, c.mean(n)) for n in columns}
+        if cells.get("latency_merged_ms") == DASH:
             reasons = _distinct(c.finished["merge"]) if "merge" in c.finished.columns else []
-            merged = f"n/a: {reasons[0]}" if reasons else DASH
-        body.append([c.method, c.rank, c.quant, _sig(c.mean("latency_ms"), 3), _fixed(c.mean("latency_overhead"), 2),
-                     merged, _fixed(c.mean("latency_overhead_merged"), 2), _sig(c.mean("adapter_load_ms"), 3),
-                     _sig(c.mean("adapter_switch_ms"), 3)])
+            cells["latency_merged_ms"] = f"n/a: {reasons[0]}" if reasons else DASH
+        body.append([c.method, c.rank, c.quant] + [cells[n] for n in columns])
     quants = list(dict.fromkeys(c.quant for c in configs))
     base = {q: stats.summarize(x for c in configs if c.quant == q for x in c.finished["latency_base_ms"].dropna()).mean
             for q in quants}
@@ -1036,7 +1080,7 @@ def _plot_points(analysis: _Analysis) -> list:
     for c in analysis.rows:
         low, high = analysis.intervals[id(c)]
         points.append(PlotPoint(label=c.label, method=c.cells[0].method, rank=c.cells[0].rank, quant=c.quant,
-                                score=c.mean("test_score"), score_err=math.nan, peak_memory_mb=c.mean("peak_memory_mb"),
+                                score=c.mean("test_score"), score_err=math.nan, memory_mb=c.mean(MEMORY_COLUMN),
                                 trainable_params=c.mean("trainable_params"), tokens_per_s=c.mean("tokens_per_s"),
                                 score_low=low, score_high=high))
     return points
@@ -1052,8 +1096,10 @@ def write_plots(suite: Suite, analyses: Mapping[str, _Analysis | None], higher_b
         analysis = analyses.get(task.name)
         if analysis is None:
             continue
-        kinds = sorted({k for c in analysis.rows for k in c.finished["memory_kind"].dropna()})
-        memory = f"peak training memory (MB{', ' + kinds[0] if len(kinds) == 1 else ''})"
+        kinds = _kinds(analysis.rows)
+        labels = {MEMORY_KINDS[k].plot_label if k in MEMORY_KINDS else "peak training memory" for k in kinds}
+        label = labels.pop() if len(labels) == 1 else "training memory" if labels else "peak training memory"
+        memory = f"{label} (MB{', ' + kinds[0] if len(kinds) == 1 else ''})"
         paths = write_task_plots(task.name, f"test {task.metric}", higher_by_task.get(task.name, True),
                                  _plot_points(analysis), out_dir / "plots", memory_label=memory)
         written[task.name] = {kind: path.relative_to(out_dir).as_posix() for kind, path in paths.items()}
@@ -1120,6 +1166,7 @@ def _leaderboard(suite: Suite, cells: list[Cell], table: pd.DataFrame, metric_hi
                  out_dir: Path | None, margin: float, stale: list[str]) -> str:
     """The leaderboard of a runs.csv table as `read_runs_csv` reads it (the one code path of every report)."""
     by_task = higher_by_task(suite, metric_higher_is_better)
+    table = _with_memory(table)
     selected = table[table["chosen"]].reset_index(drop=True)
     searched = _searched(suite, cells)
     pareto = _prepare(table) if "peak_memory" in suite.search.objectives else None

@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
-from harness import track
+from harness import measures, track
 from harness.grid import Cell
 from harness.suite import Suite, Training
 
@@ -177,7 +177,7 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
 
     task_data = data_mod.load_task(task, suite.task_type)
     # train/validation and train/test duplicates (harness.data.overlap), for every run: the report flags the task
-    track.log_metrics(uri, run_id, {f"data.dup_{k}": v for k, v in task_data.overlap.items()})
+    track.log_metrics(uri, run_id, measures.check_logged({f"data.dup_{k}": v for k, v in task_data.overlap.items()}))
     if task_data.source:
         track.log_tags(uri, run_id, {"data_source": task_data.source})
     if any(task_data.overlap.values()):
@@ -206,6 +206,7 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
     load_time = time.perf_counter() - clock
     # the base, before any method: forgetting's "before" and the latency baseline
     clock = time.perf_counter()
+    base_params = measure.base_param_count(model)  # trainable_frac's denominator: the base, before the method
     before = measure.read_probe(model, probe_batches, suite.task_type, device, precision, task=task_probe)
     latency_base = inference.latency_ms(model, test_ex, device, precision=precision)
 
@@ -217,7 +218,8 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
     _log("    optimizer groups: " + ", ".join(f"{g.name} {sum(p.numel() for p in g.params):,} at lr {g.lr:g}"
                                             for g in groups))
     trainable, total = measure.count_params(model)
-    _log(f"    {trainable:,} of {total:,} parameters trainable ({100 * trainable / total:.3f}%)")
+    _log(f"    {trainable:,} parameters trainable, {100 * trainable / base_params:.3f}% of the base's {base_params:,}"
+         f" ({total:,} with the method's)")
     measure_time = time.perf_counter() - clock
 
     def progress(step: int, loss: float) -> None:
@@ -248,7 +250,10 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
         if method.save is not None:
             method.save(model, tmp)
             track.log_artifacts(uri, run_id, tmp, "adapter")
-        adapter_bytes = method.stored_bytes(model) if method.stored_bytes else measure.directory_bytes(tmp)
+        try:
+            adapter_bytes = measure.adapter_bytes(method, model, tmp if method.save is not None else None)
+        except ValueError as exc:  # a plugin whose saved form we cannot size: n/a, not a failed trial
+            adapter_bytes, tags["adapter_bytes_error"] = math.nan, str(exc)[:500]
         try:
             swap = inference.swap_times(method, model, tmp if method.save is not None else None, device)
             swap_metrics = {"adapter_load_ms": swap.load_ms, "adapter_switch_ms": swap.switch_ms}
@@ -265,8 +270,9 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
     measure_time += time.perf_counter() - clock
 
     metrics = {
-        "trainable_params": trainable, "trainable_frac": trainable / total,
+        "trainable_params": trainable, "trainable_frac": trainable / base_params,
         "peak_memory_mb": mem.peak_mb, "eval_peak_memory_mb": eval_mem.peak_mb,
+        "train_state_mb": stats.train_state_bytes / 2**20,
         "tokens_per_s": stats.tokens_per_s, "train_time_s": stats.train_time_s, "flops_per_token": flops,
         "val_score": val_score, "test_score": test_score,
         "forgetting": measure.forgetting(before, after), "adapter_bytes": adapter_bytes,
@@ -284,11 +290,14 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
         metrics |= {"peak_reserved_mb": mem.peak_reserved_mb, "eval_peak_reserved_mb": eval_mem.peak_reserved_mb}
         if not math.isnan(peak):  # a device whose peak we know
             metrics["mfu"] = measure.mfu(stats.tokens_per_s, flops, peak)
-    tags |= {"memory_kind": mem.kind, "device": name, "metric": task.metric, "model_fingerprint": model_fp,
+    measures.check_logged(metrics)
+    tags |= {"memory_kind": measures.memory_kind(device.type), "device": name, "metric": task.metric,
+             "model_fingerprint": model_fp,
              "data_fingerprint": task_data.fingerprint, "probe_fingerprint": probe_fp, "precision": precision,
              "attention": str(getattr(model.config, "_attn_implementation", "unknown"))}
     _log(f"    done: val {task.metric} {val_score:.4f}, test {test_score:.4f}, {stats.tokens_per_s:.0f} tokens/s, "
-         f"peak {mem.peak_mb:.0f} MB ({mem.kind}), latency x{metrics['latency_overhead']:.2f}")
+         f"peak {mem.peak_mb:.0f} MB ({mem.kind}), train state {metrics['train_state_mb']:.1f} MB, "
+         f"latency x{metrics['latency_overhead']:.2f}")
     return metrics, tags
 
 

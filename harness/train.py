@@ -55,6 +55,7 @@ class TrainStats:
     tokens_per_s: float = float("nan")
     final_loss: float = float("nan")
     losses: list[tuple[int, float]] = field(default_factory=list)
+    train_state_bytes: int = 0  # parameters, gradients and optimizer state at the end (harness.measures: train_state_mb)
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -301,6 +302,9 @@ def train(model, examples: list[dict], cfg: Training, seed: int, pad_id: int, de
     end = time.perf_counter()
     stats.steps = cfg.steps
     stats.train_time_s = end - t0
+    from harness.measure import train_state_bytes  # here: harness.measure imports this module
+
+    stats.train_state_bytes = train_state_bytes(model, opt)
     stats.tokens_per_s = tokens / (end - t_timed) if end > t_timed else float("nan")
     return stats
 

@@ -48,7 +48,8 @@ class Method:
     task_types: frozenset[str] = frozenset({"seq_cls", "causal_lm"})
     quants: frozenset[str] = frozenset({"none"})
     mergeable: bool = False
-    # stored_bytes(model) -> bytes that must be kept per task; None = size of the saved adapter
+    # stored_bytes(model) -> bytes of the tensors one task must store (harness.measures: adapter_bytes);
+    # None = the tensors of the *.safetensors files `save` writes, at their stored dtype (no metadata files)
     stored_bytes: Callable[[Any], int] | None = None
     # save(model, directory) -> None; None = nothing worth saving as an artifact (e.g. full FT)
     save: Callable[[Any, str], None] | None = None

@@ -18,8 +18,15 @@ def apply(model, settings: FullSettings, ctx: ApplyContext):
 
 
 def stored_bytes(model) -> int:
-    """A full fine-tune must store the whole model per task."""
-    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    """A full fine-tune must store the whole model per task: every tensor of its state dict
+    once (a weight tied to another, such as an LM head tied to the embeddings, is stored once)."""
+    seen, total = set(), 0
+    for t in model.state_dict().values():
+        key = (t.data_ptr(), t.numel() * t.element_size())
+        if key not in seen:
+            seen.add(key)
+            total += key[1]
+    return total
 
 
 register("full", FullSettings, apply, lr_range=(1e-5, 3e-4), paper="baseline (all parameters trained)",

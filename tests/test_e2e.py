@@ -73,9 +73,10 @@ def test_mlflow_has_one_finished_child_per_cell_with_every_metric(finished_run):
     assert len(failed) == 2 and all("no_such_layer" in c.data.tags["error"] for c in failed)
     for c in finished:
         assert set(METRIC_NAMES) <= set(c.data.metrics), c.data.tags["mlflow.runName"]
-        assert c.data.tags["memory_kind"] == "cpu_rss" and c.data.tags["metric"] == "accuracy"
+        assert c.data.tags["memory_kind"] == "train_state" and c.data.tags["metric"] == "accuracy"
         assert {"method", "rank", "quant", "task", "seed", "lr", "steps"} <= set(c.data.params)
         assert c.data.metrics["peak_memory_mb"] > 10 and c.data.metrics["tokens_per_s"] > 0
+        assert 0 < c.data.metrics["train_state_mb"] < 1  # a model of ~43k parameters, exactly counted
     lora = [c for c in finished if c.data.params["method"] == "lora"]
     assert all(client.list_artifacts(c.info.run_id, "adapter") for c in lora)
     for c in children:
@@ -103,6 +104,10 @@ def test_mlflow_has_one_finished_child_per_cell_with_every_metric(finished_run):
     by_rank = {c.data.params["rank"]: c.data.metrics["trainable_params"] for c in lora if c.data.params["quant"] == "none"}
     # 2 layers x (query, value) x r x (32 + 32), plus the head: the 32x2+2 classifier and the 32x32+32 pooler
     assert by_rank == {"2": 2 * 2 * 2 * 64 + 66 + 1056, "4": 2 * 2 * 4 * 64 + 66 + 1056}
+    # trainable_frac: over the base before the method, which full fine-tuning trains whole
+    (base,) = {c.data.metrics["trainable_params"] for c in finished if c.data.params["method"] == "full"}
+    for c in finished:
+        assert c.data.metrics["trainable_frac"] == pytest.approx(c.data.metrics["trainable_params"] / base)
 
 
 def test_leaderboard_rows_and_numbers(finished_run):
@@ -114,6 +119,7 @@ def test_leaderboard_rows_and_numbers(finished_run):
     labels = {(r[col["method"]], r[col["rank"]], r[col["quant"]]) for r in body}
     assert labels == {("full", "-", "none"), ("lora", "2", "none"), ("lora", "4", "none"), ("lora", "2", "int8")}
     assert all(r[col["seeds ok"]] == "2/2" for r in body)
+    assert "train state (MB) ↓ †" in col and "† memory is `train_state`" in board  # CPU: the exact training state
     assert "n/a" in board and "full does not support quant nf4" in board
     assert "no_such_layer" in board  # the failed cell's reason
     assert "![sent: score vs peak memory" in board and "(plots/sent-pareto.png)" in board and "(plots/sent-rank.png)" in board

@@ -468,6 +468,24 @@ def test_mixed_memory_kinds_are_flagged(suite):
     assert "measured in different ways" in board
 
 
+def test_the_memory_column_shows_train_state_on_cpu_and_the_device_peak_on_a_gpu(suite):
+    """memory_kind names the measure of the memory column: train_state_mb for a CPU run (exact), the
+    device peak for a GPU run; a CPU run logged before train_state_mb (cpu_rss) keeps its peak RSS."""
+    a, b = cell(suite, "lora", 4), cell(suite, "full", None)
+    cpu = dict(memory_kind="train_state", train_state_mb=87.4321, peak_memory_mb=611.0)
+    board = build_leaderboard(make_suite(seeds=(0,)), [a, b], pd.DataFrame([run(a, "a", **cpu), run(b, "b", **cpu)]), ACC)
+    assert [r["train state (MB) ↓ †"] for r in table(board)] == ["87.4", "87.4"]
+    assert "† memory is `train_state`: the training state counted exactly (train_state_mb)" in board
+    assert "peak memory (MB)" not in table_rows(board)[0]
+    gpu = dict(memory_kind="cuda_allocated", train_state_mb=87.4, peak_memory_mb=1234.56)
+    board = build_leaderboard(make_suite(seeds=(0,)), [a], pd.DataFrame([run(a, "a", **gpu)]), ACC)
+    assert table(board)[0]["peak memory (MB) ↓ †"] == "1,235" and "† peak memory is `cuda_allocated`" in board
+    old = build_leaderboard(make_suite(seeds=(0,)), [a, b], pd.DataFrame([run(a, "a", **cpu), run(b, "b")]), ACC)
+    memory = {r["method"]: r["memory (MB) ↓ †"] for r in table(old)}
+    assert memory == {"lora": "87.4 (train_state)", "full": "512 (cpu_rss)"}
+    assert "† memory was measured in different ways" in old
+
+
 def test_one_section_per_task_with_its_own_metric(tmp_path):
     suite = make_suite(tasks=(("sent", "accuracy"), ("copy", "exact_match")), seeds=(0,))
     a, b = cell(suite, "lora", 4, task="sent"), cell(suite, "lora", 4, task="copy")
