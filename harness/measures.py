@@ -81,7 +81,8 @@ MEASURES: tuple[Measure, ...] = (
     Measure("adapter_bytes", "bytes", False,
             "what one task must store: the tensors the method saves per task at their stored dtype, no metadata "
             "files (piggyback's masks at 1 bit per weight; VeRA's vectors without the projections shared by every "
-            "task; full fine-tuning, every tensor of the model once)",
+            "task; prefix tuning's prefix table, not the MLP that trained it; full fine-tuning, every tensor of the "
+            "model once)",
             header=f"adapter size (MB) {DOWN}", fmt="megabytes3"),
     Measure("peak_memory_mb", "MB (2^20 B)", False,
             "peak over training, reset before: `torch.cuda.max_memory_allocated` on GPU, the worker process's peak "

@@ -113,7 +113,7 @@ def test_a_real_trial_logs_the_fraction_of_the_base_the_stored_bytes_and_the_tra
     from harness.suite import load_suite
     from tests.conftest import TINY_SUITE
 
-    for stub in ("log_metrics", "log_text", "log_artifacts"):
+    for stub in ("log_metrics", "log_tags", "log_text", "log_artifacts"):
         monkeypatch.setattr(track, stub, lambda *a, **k: None)
     path = tmp_path / "suite.yaml"
     path.write_text(yaml.safe_dump(TINY_SUITE | {"grid": [{"method": name}], "probe": {
@@ -183,6 +183,9 @@ def test_adapter_bytes_are_the_stored_tensors_without_metadata(name, task_type, 
         assert got == math.ceil(masks / 8) + 4 * tiny.Dims(task_type).head
     elif name == "full":
         assert got == 4 * total
+    elif name == "prefix_tuning":  # trained through its MLP (the default projection), stored as the MLP's output table
+        d = tiny.Dims(task_type)
+        assert got == 4 * (spec.rank * d.layers * 2 * d.hidden + d.head) < 4 * trainable
     else:  # every other method stores exactly what it trained, at fp32: the same count, the same bytes
         assert got == 4 * trainable
     files = {p.name for p in tmp_path.iterdir()}
