@@ -225,7 +225,7 @@ def run_row(size: str, name: str, directory: str, seq_len: int, batch: int, args
     log(f"[{size} {name}] {trainable:,} of {total:,} parameters trainable; batch {batch} x {seq_len}, {args.steps} steps")
     with measure.PeakMemory(device) as mem:
         stats = train(model, examples, cfg, 0, 0, device, on_step=method.on_step)
-    flops = measure.flops_per_token(model, seq_len)
+    flops = measure.flops_per_token(model, examples, batch, 0, device, precision, seq_len=seq_len)
     row = Row(size, name, batch, seq_len, trainable=trainable, total=total, tokens_per_s=stats.tokens_per_s,
               peak_mb=mem.peak_mb, peak_reserved_mb=mem.peak_reserved_mb, flops_per_token=flops,
               mfu=measure.mfu(stats.tokens_per_s, flops, measure.peak_flops(dev_name)), final_loss=stats.final_loss)
@@ -330,8 +330,6 @@ def verdict(row: Row, rows: list[Row], device: str) -> tuple[str, str]:
 
 
 def render(rows: list[Row], sizes: dict[str, int], command: str, header: dict, elapsed_s: float) -> str:
-    from harness import measure
-
     lines = [
         "# GPU training throughput: LoRA, QLoRA, DoRA, full fine-tuning",
         "",
@@ -395,15 +393,14 @@ def render(rows: list[Row], sizes: dict[str, int], command: str, header: dict, e
             step = sum(r.phases_ms.values())
             lines.append(f"| {r.size} | {r.method} | {_num(r.step_ms, '.1f')} | {step:.1f} | "
                          + " | ".join(f"{r.phases_ms[p]:.1f} ({r.phases_ms[p] / step:.0%})" for p in PHASES) + " |")
-    formula = measure.flops_per_token.__doc__.split("\n")[0].strip()
     lines += [
         "",
-        f"FLOPs per token, `harness.measure.flops_per_token`: {formula} N_frozen / N_trainable count every "
-        "parameter that multiplies activations (not the input embedding; 4-bit weights by their unpacked size), "
-        "L layers, d hidden width, T the sequence length. The attention term counts the full T x T scores "
-        "(as PaLM's MFU does): a causal kernel does about half of it. DoRA's extra work (the weight norm of "
-        "W + BA every step) is not counted. TFLOP/s = tokens/s x FLOPs per token; MFU = TFLOP/s / the "
-        "data-sheet peak (`measure.peak_flops`).",
+        "FLOPs per token, `harness.measure.flops_per_token`: counted over one training step (forward + backward) "
+        "of the adapted model under torch's FlopCounterMode (matmuls and attention, the full T x T scores as torch "
+        "counts its kernels: a causal kernel does about half; bitsandbytes' 4-bit matmuls added), on one batch of "
+        "the row's shape, per token; taken after the timed steps, so with --gradient-checkpointing the recomputed "
+        "forward counts too. DoRA's weight norm of W + BA counts, and QLoRA's 4-bit matmuls count like plain ones. "
+        "TFLOP/s = tokens/s x FLOPs per token; MFU = TFLOP/s / the data-sheet peak (`measure.peak_flops`).",
         "",
         f"Targets: LoRA >= {TARGET_MFU:.0%} MFU on an H100; QLoRA >= {TARGET_QLORA:g}x LoRA's tokens/s on the same "
         "size. tokens/s over the timed steps of `harness.train.train`; peak memory = CUDA max allocated / max "

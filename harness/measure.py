@@ -9,18 +9,22 @@
 - forgetting: causal LM, mean token cross-entropy on the probe texts after training minus
   before; encoder, the accuracy a frozen-feature linear probe reaches on another built-in
   task (harness.probe.task_probe) with the base's features minus with the tuned model's.
+  The base's reading is taken once per worker, model and probe (`once_per_worker`).
 - representation_drift (encoders): 1 - debiased linear CKA between the base's and the
   tuned model's mean-pooled hidden states on the probe texts.
 - adapter_bytes: the bytes one must store per task (see each method's `stored_bytes`).
-- flops_per_token / mfu: training FLOPs per token by design.md's formula, and
+- flops_per_token / mfu: training FLOPs per token counted over one real training step of
+  the adapted model (torch's FlopCounterMode, see `flops_per_token`), and
   tokens_per_s x flops_per_token over the device's dense bf16 peak (GPU only).
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
@@ -46,42 +50,121 @@ def count_params(model: torch.nn.Module) -> tuple[int, int]:
     return trainable, total
 
 
-def _config_dims(config) -> tuple[int, int]:
-    """(layers, hidden width) of a transformers config, whatever the architecture calls them."""
-    config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    layers = next(getattr(config, k) for k in ("num_hidden_layers", "n_layer", "num_layers") if hasattr(config, k))
-    width = next(getattr(config, k) for k in ("hidden_size", "n_embd", "d_model") if hasattr(config, k))
-    return int(layers), int(width)
+def _bnb_matmul_flops(a_shape, *args, out_shape=None, **kwargs) -> int:
+    """bitsandbytes' quantized matmuls (A (..., k) times a (n, k) weight -> (..., n)): 2 k n per row of A."""
+    out = out_shape[0] if isinstance(out_shape, (tuple, list)) and out_shape and not isinstance(out_shape[0], int) else out_shape
+    return 2 * math.prod(a_shape) * int(out[-1])
 
 
-def flops_per_token(model: torch.nn.Module, seq_len: float) -> float:
-    """Training FLOPs per token: 4 N_frozen + 6 N_trainable + 12 L d T (design.md, "Measurements").
+def _cpu_sdpa_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    from torch.utils.flop_counter import sdpa_flop_count
 
-    A weight costs 2 FLOPs per token forward and 2 more backward for the gradient of its
-    input; a trainable weight 2 more for its own gradient, so full fine-tuning is 6N and
-    a frozen base with an adapter about 4N + 6 N_trainable.  N counts the parameters that
-    multiply activations: every parameter except the input embedding tables (a lookup,
-    not a matmul); a language-model head tied to the input embedding counts once, as the
-    head.  Attention's scores and weighted sum add 12 L d T per token at context length T
-    (the mean length of the training sequences).  Norms and biases are counted like
-    weights: the formula is the usual approximation, exact to within a few percent.
+    return sdpa_flop_count(query, key, value)
+
+
+def _cpu_sdpa_backward_flops(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+    from torch.utils.flop_counter import sdpa_backward_flop_count
+
+    return sdpa_backward_flop_count(grad_out, query, key, value)
+
+
+def flop_formulas() -> dict:
+    """Formulas for the matmul-like kernels torch's FlopCounterMode has none for: PyTorch's CPU
+    flash attention (forward and backward, counted as torch counts its GPU kernels) and
+    bitsandbytes' int8 / 4-bit matmuls (where bitsandbytes is loaded)."""
+    import sys
+
+    aten = torch.ops.aten
+    formulas = {aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops,
+                aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward_flops}
+    if "bitsandbytes" in sys.modules:
+        ops = torch.ops.bitsandbytes
+        for name in ("gemm_4bit", "gemv_4bit", "int8_linear_matmul", "int8_scaled_mm", "int8_mixed_scaled_mm"):
+            if hasattr(ops, name):
+                formulas[getattr(ops, name)] = _bnb_matmul_flops
+    return formulas
+
+
+def flop_counter():
+    """torch.utils.flop_counter.FlopCounterMode with `flop_formulas` added, printing nothing."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    return FlopCounterMode(display=False, custom_mapping=flop_formulas())
+
+
+def representative_batch(examples: list[dict], batch_size: int, pad_id: int, seq_len: int | None = None) -> dict:
+    """`batch_size` rows (fewer when there are fewer examples, as the training's batches) of
+    exactly `seq_len` tokens (default: the examples' mean length, rounded), with no padding:
+    the examples' own tokens (and labels) repeated or cut to that length."""
+    from harness.data import collate
+
+    if not examples:
+        raise ValueError("no examples to build a batch from")
+    if seq_len is None:
+        seq_len = max(1, round(sum(len(e["input_ids"]) for e in examples) / len(examples)))
+
+    def fit(values: list) -> list:
+        return (values * math.ceil(seq_len / len(values)))[:seq_len]
+
+    rows = []
+    for e in examples[:min(batch_size, len(examples))]:
+        row = {"input_ids": fit(list(e["input_ids"]))}
+        if "label" in e:
+            row["label"] = e["label"]
+        elif "labels" in e:
+            row["labels"] = fit(list(e["labels"]))
+        rows.append(row)
+    batch = collate(rows, pad_id)
+    del batch["attention_mask"]  # no padding: the training drops the all-ones mask too (harness.train.micro_batches)
+    return batch
+
+
+def flops_per_token(model: torch.nn.Module, examples: list[dict], batch_size: int, pad_id: int,
+                    device: torch.device, precision: str = "fp32", seq_len: int | None = None) -> float:
+    """Training FLOPs per token, counted over one real training step of `model` (forward + backward).
+
+    One micro-batch of the training's size (`representative_batch`: rows of the training
+    examples' mean length, no padding) goes through `harness.train.accumulate`, the
+    training's own forward and backward, under torch's FlopCounterMode (`flop_counter`),
+    and the count is divided by the batch's tokens.  So the figure is what the adapted
+    model computes, method by method, rather than a formula per method: a frozen layer
+    costs its forward (2 FLOPs per weight and token) plus the gradient of its input only
+    where something before it trains (head_only runs no backward through the body at all);
+    piggyback's masked weights cost a full layer's 6, not a frozen weight's 4 plus 6 for
+    the scores; VeRA's products with its shared random matrices, DoRA's weight norm (per
+    micro-batch, so spread over its tokens) and LoHa / LoKr's weight rebuilt every forward
+    and applied as a full-size product count; prompt
+    tuning's virtual positions go through every layer and count, per real token; attention
+    counts its full T x T scores (as torch counts its kernels; a causal kernel skips about
+    half).  What counts: matmuls, attention and convolutions (torch's registry, with
+    PyTorch's CPU flash attention and bitsandbytes' quantized matmuls added); elementwise
+    work (norms, activations, the optimizer) does not, as in the usual 6N.  Padding is not
+    counted: it is work a batching scheme wastes, not work of the method (tokens_per_s
+    counts real tokens too, so mfu shows the waste).  The step runs in training mode
+    under the trial's precision with the random state forked and restored, and leaves
+    the gradients as they were; the runner takes it before training, so gradient
+    checkpointing's recomputation is not counted (mfu is model-FLOPs utilisation).
+    The count costs one or two training steps' time (the counter's per-operation hook).
     """
-    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    tied = {id(head.weight)} if head is not None and getattr(head, "weight", None) is not None else set()
-    frozen = trainable = 0
-    seen: set[int] = set()
-    for p in model.parameters():  # parameters() yields a tied tensor once
-        if id(p) in seen or (id(p) in embeddings and id(p) not in tied):
-            continue
-        seen.add(id(p))
-        n = _logical_numel(p)
-        if p.requires_grad:
-            trainable += n
-        else:
-            frozen += n
-    layers, width = _config_dims(model.config)
-    return 4.0 * frozen + 6.0 * trainable + 12.0 * layers * width * seq_len
+    from harness.train import accumulate
+
+    batch = representative_batch(examples, batch_size, pad_id, seq_len)
+    tokens = batch["input_ids"].numel()
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = [p.grad for p in params]
+    was_training = model.training
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        model.train()
+        for p in params:  # a backward accumulates into existing gradients: start from none
+            p.grad = None
+        try:
+            with flop_counter() as counter:
+                accumulate(model, [batch], device, precision)
+        finally:
+            for p, g in zip(params, grads):
+                p.grad = g
+            model.train(was_training)
+    return counter.get_total_flops() / tokens
 
 
 # dense bf16 tensor-core peaks (FLOP/s), from the vendors' data sheets; matched on torch's device name
@@ -424,6 +507,34 @@ def read_probe(model, batches: list[dict], task_type: str, device: torch.device,
     return ProbeReading(features=probe_signal(model, batches, task_type, device, precision),
                         task_accuracy=linear_probe_accuracy(train_x, task.train_labels, test_x, task.test_labels,
                                                             len(task.label_names)))
+
+
+_WORKER_CACHE: dict[tuple, Any] = {}
+WORKER_CACHE_KEPT = 32  # entries a worker keeps, oldest dropped first (probe readings and FLOP counts: small)
+
+
+def once_per_worker(key: tuple, compute: Callable[[], Any]) -> Any:
+    """`compute()` the first time this worker process meets `key`, the same result after that.
+
+    For measurements that are the same for every trial of a worker with the same key; the
+    key is the caller's and must hold everything the measurement depends on.  The runner
+    keeps two kinds, and saves their cost on every later trial with the same key:
+
+    - forgetting's "before", the base model's probe reading, keyed by the model
+      (fingerprint), quantization, precision, device, task type and probe (texts, their
+      settings, the probe task).  The seed does not enter: the new task head, the one
+      seeded part of the base, is not read (encoders: hidden states; causal LMs: the
+      pretrained lm_head).  On an encoder it is a forward over every probe text and a
+      linear-probe fit, as long as the "after" reading of every trial.
+    - `flops_per_token`, keyed by the model, quantization, precision, device, task type,
+      method and its settings, the labels, the data and the micro-batch and length: a
+      trial's seed and learning rate change no shape, so they do not change the count.
+    """
+    if key not in _WORKER_CACHE:
+        _WORKER_CACHE[key] = compute()
+        while len(_WORKER_CACHE) > WORKER_CACHE_KEPT:
+            del _WORKER_CACHE[next(iter(_WORKER_CACHE))]
+    return _WORKER_CACHE[key]
 
 
 def forgetting(before: ProbeReading, after: ProbeReading) -> float:

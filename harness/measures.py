@@ -50,8 +50,12 @@ class Measure:
         return "; ".join(w for w in ("GPU only" if self.gpu_only else "", self.only) if w) or "every run"
 
 
-_LATENCY = ("one forward pass at batch size 1 over the first 32 test examples (prompt + answer for causal LM), "
-            "one untimed pass over them, then the fastest of 3 timed passes")
+_LATENCY = ("one forward pass at batch size 1 over the first 8 test examples (prompt + answer for causal LM). After "
+            "training, in the same process, a fresh copy of the base (with its head) and the trained model are timed "
+            "alternately: one untimed pass each, then 6 rounds of one pass each, each model first in every other "
+            "round; the median of its passes")
+_INTERVAL = ("order-statistic interval of the median round ratio (with 6 rounds: the smallest and largest ratio, "
+             "96.9% coverage)")
 
 MEASURES: tuple[Measure, ...] = (
     Measure("val_score", "task metric", True,
@@ -110,41 +114,62 @@ MEASURES: tuple[Measure, ...] = (
             "wall time of the training steps",
             header="train time (s)", fmt="sig3"),
     Measure("flops_per_token", "FLOPs/token", False,
-            "training FLOPs per token = 4·N_frozen + 6·N_trainable + 12·L·d·T (N: parameters except the input "
-            "embedding tables, L layers, d width, T mean training sequence length; full fine-tuning is 6N)"),
+            "training FLOPs per token, counted: one training step (forward + backward through the harness's loop) "
+            "of the adapted model on one micro-batch of the training's size whose rows have the training examples' "
+            "mean length and no padding, under torch's `FlopCounterMode` (matmuls, attention with its full T×T "
+            "scores; PyTorch's CPU attention and bitsandbytes' int8/4-bit matmuls added), divided by the batch's "
+            "tokens. A frozen layer costs its forward plus its input's gradient only where something before it "
+            "trains (head_only: no backward through the body); piggyback's masked weights, VeRA's shared matrices, "
+            "DoRA's weight norm and prompt tuning's virtual positions count; elementwise work and padding do not. "
+            "Counted before training, once per worker and configuration"),
     Measure("mfu", "fraction", True,
             "tokens_per_s × flops_per_token / the GPU's dense bf16 peak (H100/H200 989 TFLOP/s, A100 312, ...; "
             "`HARNESS_PEAK_TFLOPS` sets another; not logged where the peak is unknown)",
             header=f"MFU (%) {UP}", fmt="percent3", gpu_only=True),
     Measure("latency_base_ms", "ms/sample", None,
-            f"inference time per sample of the base model before the method: {_LATENCY}"),
+            f"inference time per sample of the base model: {_LATENCY}"),
     Measure("latency_ms", "ms/sample", False,
             "latency_base_ms's measure on the adapted model, unmerged",
             header=f"latency (ms/sample) {DOWN}", fmt="sig3"),
     Measure("latency_overhead", "×", False,
-            "latency_ms / latency_base_ms, measured in the same trial",
+            "the median over the alternating rounds of (adapted pass / base pass); `tests/test_inference.py` checks "
+            "that identical compute reads about 1 with 1 inside the interval",
             header=f"overhead (×) {DOWN}", fmt="fixed2"),
+    Measure("latency_overhead_low", "×", None,
+            f"the lower end of latency_overhead's {_INTERVAL}"),
+    Measure("latency_overhead_high", "×", None,
+            "the upper end of latency_overhead's interval"),
     Measure("latency_merged_ms", "ms/sample", False,
             "latency_base_ms's measure on the adapted model merged into the base (tag `merge` says why a method "
             "cannot)",
             header=f"merged latency (ms/sample) {DOWN}", fmt="sig3", only="methods that merge"),
     Measure("latency_overhead_merged", "×", False,
-            "latency_merged_ms / latency_base_ms, measured in the same trial",
+            "latency_overhead's measure for the merged model against the same base copy",
             header=f"merged overhead (×) {DOWN}", fmt="fixed2", only="methods that merge"),
+    Measure("latency_overhead_merged_low", "×", None,
+            "the lower end of latency_overhead_merged's interval", only="methods that merge"),
+    Measure("latency_overhead_merged_high", "×", None,
+            "the upper end of latency_overhead_merged's interval", only="methods that merge"),
     Measure("adapter_load_ms", "ms", False,
-            "serving several tasks on one base: read one task's stored weights from disk onto the base already in "
-            "memory (PEFT: `load_adapter`; ours: copy the saved tensors in; full fine-tuning: every weight)",
-            header=f"adapter load (ms) {DOWN}", fmt="sig3"),
+            "serving several tasks on one base, the same operation for every method: one task's stored weights "
+            "from disk onto the base already resident on the device, ready to serve (PEFT: `load_adapter`; ours: "
+            "read the saved tensors, put them on the device, point the model's parameters at them; full "
+            "fine-tuning: the same with every weight)",
+            header=f"adapter load (ms) {DOWN}", fmt="sig3", only="where two tasks' weights fit on the device"),
     Measure("adapter_switch_ms", "ms", False,
-            "make another task's weights active (PEFT: `set_adapter`; others: copy them in from host memory), "
-            "median of 10 (tag `adapter_switch` says how)",
-            header=f"adapter switch (ms) {DOWN}", fmt="sig3"),
+            "serve the other task when both tasks' weights are resident on the device (PEFT: `set_adapter`; ours "
+            "and full fine-tuning: point the parameters at the other resident set, `parameter.data = tensor`, no "
+            "copy), median of 10 (tag `adapter_switch` says how); not logged where a second task's weights do not "
+            "fit in the device's free memory (the tag says so)",
+            header=f"adapter switch (ms) {DOWN}", fmt="sig3", only="where two tasks' weights fit on the device"),
     Measure("load_time_s", "s", None,
             "the trial's data, tokenizer and model loading (tokenized splits are cached)"),
     Measure("eval_time_s", "s", None,
             "the trial's scoring of validation and test and the forgetting probe"),
     Measure("measure_time_s", "s", None,
-            "the trial's inference measurements: base probe and latency, adapter save and swap, merge"),
+            "the trial's measurements: the base's probe reading (once per worker, model, quantization and probe), "
+            "the FLOP count (once per worker and configuration), adapter save and swap, reloading the base, "
+            "latency, merge"),
     Measure("data.dup_train_validation", "count", None,
             "validation rows whose input, whitespace collapsed and case ignored, is also a train input "
             "(`harness.data.overlap`; the built-in generators make none): a property of the data, not of the "

@@ -953,6 +953,15 @@ def _quality_table(analysis: _Analysis, metric: str, better: bool, searched: boo
     return _table(headers, body) + (["", note] if note else [])
 
 
+def _envelope(c: _Config, name: str) -> str:
+    """" [low, high]": the widest of the row's seeds' intervals of `name`; "" for runs logged without them."""
+    low, high = (c.finished[f"{name}_{end}"].dropna() if f"{name}_{end}" in c.finished.columns else pd.Series(dtype=float)
+                 for end in ("low", "high"))
+    if low.empty or high.empty:
+        return ""
+    return f" [{_format(name, low.min())}, {_format(name, high.max())}]"
+
+
 def _inference_table(configs: list[_Config]) -> list[str]:
     """Latency and adapter load/switch, same row order as the quality table."""
     columns = measures.INFERENCE_COLUMNS
@@ -960,6 +969,8 @@ def _inference_table(configs: list[_Config]) -> list[str]:
     body = []
     for c in configs:
         cells = {n: _format(n, c.mean(n)) for n in columns}
+        for n in ("latency_overhead", "latency_overhead_merged"):
+            cells[n] += _envelope(c, n)
         if cells.get("latency_merged_ms") == DASH:
             reasons = _distinct(c.finished["merge"]) if "merge" in c.finished.columns else []
             cells["latency_merged_ms"] = f"n/a: {reasons[0]}" if reasons else DASH
@@ -968,12 +979,13 @@ def _inference_table(configs: list[_Config]) -> list[str]:
     base = {q: stats.summarize(x for c in configs if c.quant == q for x in c.finished["latency_base_ms"].dropna()).mean
             for q in quants}
     base_text = ", ".join(f"{_sig(ms, 3)} ms/sample" + (f" ({q})" if len(quants) > 1 else "") for q, ms in base.items())
-    note = (f"_Latency: one forward pass per sample at batch size 1 over the first 32 test examples (the fastest of "
-            f"3 timed passes), mean of the row's seeds; the base model, before the method, takes {base_text} on the "
-            f"same workers.  Overhead = adapted "
-            f"(or merged) latency / the base model's latency measured in the same trial.  Adapter load: read one "
-            f"task's stored weights from disk onto the base already in memory; switch: make another task's weights "
-            f"active (see the README's definitions)._")
+    note = (f"_Latency: one forward pass per sample at batch size 1 over the first 8 test examples, the trained "
+            f"model and a fresh copy of the base timed alternately after training (6 rounds), mean of the row's "
+            f"seeds; the base takes {base_text} on the same workers.  Overhead = the median over the rounds of "
+            f"adapted (or merged) pass / base pass, mean of the seeds; in brackets the lowest and highest end of the "
+            f"seeds' order-statistic intervals (96.9% each), so a bracket holding 1.00 shows no measurable overhead.  "
+            f"Adapter load: one task's stored weights from disk onto the base resident on the device; switch: serve "
+            f"the other task with both tasks' weights resident (see the README's definitions)._")
     return _table(headers, body) + ["", note]
 
 

@@ -199,16 +199,23 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
     # encoders' forgetting: a linear probe on another built-in task, on frozen features
     task_probe = probe.task_probe(suite.probe, suite.tasks, tokenizer) if suite.task_type == "seq_cls" else None
 
-    model = models.load_model(location, suite.task_type, cell.quant, task_data.label_names, device, precision)
-    model.config.pad_token_id = tokenizer.pad_token_id
-    models.init_head(model, cell.seed)  # the same head per seed under every method and quantization
+    def load_base():
+        base = models.load_model(location, suite.task_type, cell.quant, task_data.label_names, device, precision)
+        base.config.pad_token_id = tokenizer.pad_token_id
+        models.init_head(base, cell.seed)  # the same head per seed under every method and quantization
+        return base
+
+    model = load_base()
     pad = tokenizer.pad_token_id
     load_time = time.perf_counter() - clock
-    # the base, before any method: forgetting's "before" and the latency baseline
+    # the base, before any method: forgetting's "before" (the same reading for every trial of this
+    # worker on this model, quantization and probe: measured once, see measure.once_per_worker)
     clock = time.perf_counter()
     base_params = measure.base_param_count(model)  # trainable_frac's denominator: the base, before the method
-    before = measure.read_probe(model, probe_batches, suite.task_type, device, precision, task=task_probe)
-    latency_base = inference.latency_ms(model, test_ex, device, precision=precision)
+    same = (model_fp, cell.quant, precision, str(device), suite.task_type)
+    before = measure.once_per_worker(
+        ("base probe", *same, probe_fp, repr(suite.probe), task_probe.fingerprint if task_probe is not None else None),
+        lambda: measure.read_probe(model, probe_batches, suite.task_type, device, precision, task=task_probe))
 
     ctx = ApplyContext(task_type=suite.task_type, model_type=model.config.model_type, quant=cell.quant,
                        head_names=models.head_names(model, suite.task_type), total_steps=cfg.steps)
@@ -220,6 +227,9 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
     trainable, total = measure.count_params(model)
     _log(f"    {trainable:,} parameters trainable, {100 * trainable / base_params:.3f}% of the base's {base_params:,}"
          f" ({total:,} with the method's)")
+    flops = measure.once_per_worker(  # one training step, counted (the same for every seed and lr of a configuration)
+        ("flops", *same, cell.method, repr(cell.settings), task_data.label_names, task_data.fingerprint, cfg.max_length,
+         cfg.batch_size), lambda: measure.flops_per_token(model, train_ex, cfg.batch_size, pad, device, precision))
     measure_time = time.perf_counter() - clock
 
     def progress(step: int, loss: float) -> None:
@@ -229,8 +239,6 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
     with measure.PeakMemory(device) as mem:
         stats = train(model, train_ex, cfg, cell.seed, pad, device, on_step=method.on_step, progress=progress,
                       groups=groups)
-    seq_len = sum(len(e["input_ids"]) for e in train_ex) / len(train_ex)
-    flops = measure.flops_per_token(model, seq_len)
     clock = time.perf_counter()
     with measure.PeakMemory(device) as eval_mem:
         val_preds, val_refs = predict(model, val_ex, suite.task_type, task_data.label_names, tokenizer, cfg, device)
@@ -239,7 +247,6 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
         after = measure.read_probe(model, probe_batches, suite.task_type, device, precision, task=task_probe)
     eval_time = time.perf_counter() - clock
     clock = time.perf_counter()
-    latency = inference.latency_ms(model, test_ex, device, precision=precision)
 
     tags: dict[str, str] = {}
     correct = outcomes(task.metric, test_preds, test_refs)
@@ -256,13 +263,19 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
             adapter_bytes, tags["adapter_bytes_error"] = math.nan, str(exc)[:500]
         try:
             swap = inference.swap_times(method, model, tmp if method.save is not None else None, device)
-            swap_metrics = {"adapter_load_ms": swap.load_ms, "adapter_switch_ms": swap.switch_ms}
+            swap_metrics = {k: v for k, v in (("adapter_load_ms", swap.load_ms), ("adapter_switch_ms", swap.switch_ms))
+                            if not math.isnan(v)}  # n/a (two tasks do not fit on the device): the tag says why
             tags["adapter_switch"] = swap.how
         except Exception as exc:  # noqa: BLE001 - a cost we could not measure is n/a, not a failed trial
             swap_metrics = {}
             tags["adapter_switch_error"] = f"{type(exc).__name__}: {exc}"[:500]
+    # the latency baseline: a fresh copy of the base, timed alternately with the trained model (after the
+    # swap, which may hold a second task's weights on the device)
+    base = load_base()
+    latency = inference.compare_latency(base, model, test_ex, device, precision=precision)
     merged, merge_reason = inference.try_merge(method, model)  # last: merging may change the model in place
-    latency_merged = inference.latency_ms(merged, test_ex, device, precision=precision) if merged is not None else math.nan
+    latency_merged = inference.compare_latency(base, merged, test_ex, device, precision=precision) if merged is not None else None
+    del base
     if merge_reason:
         tags["merge"] = merge_reason
     if task_probe is not None:
@@ -276,14 +289,16 @@ def _train_and_measure(suite: Suite, cell: Cell, uri: str, run_id: str) -> tuple
         "tokens_per_s": stats.tokens_per_s, "train_time_s": stats.train_time_s, "flops_per_token": flops,
         "val_score": val_score, "test_score": test_score,
         "forgetting": measure.forgetting(before, after), "adapter_bytes": adapter_bytes,
-        "latency_base_ms": latency_base, "latency_ms": latency, "latency_overhead": latency / latency_base,
+        "latency_base_ms": latency.base_ms, "latency_ms": latency.adapted_ms, "latency_overhead": latency.ratio,
+        "latency_overhead_low": latency.low, "latency_overhead_high": latency.high,
         "load_time_s": load_time, "eval_time_s": eval_time, "measure_time_s": measure_time,
         **swap_metrics,
     }
     if task_probe is not None:
         metrics["representation_drift"] = measure.representation_drift(before, after)
-    if merged is not None:
-        metrics |= {"latency_merged_ms": latency_merged, "latency_overhead_merged": latency_merged / latency_base}
+    if latency_merged is not None:
+        metrics |= {"latency_merged_ms": latency_merged.adapted_ms, "latency_overhead_merged": latency_merged.ratio,
+                    "latency_overhead_merged_low": latency_merged.low, "latency_overhead_merged_high": latency_merged.high}
     name = device_name(device)
     if device.type == "cuda":
         peak = measure.peak_flops(name)

@@ -89,7 +89,7 @@ def test_mlflow_has_one_finished_child_per_cell_with_every_metric(finished_run):
     assert plots == {"report/plots/sent-pareto.png", "report/plots/sent-rank.png"}
     for c in finished:
         m = c.data.metrics
-        assert m["latency_ms"] > 0 and m["latency_overhead"] == pytest.approx(m["latency_ms"] / m["latency_base_ms"])
+        assert m["latency_ms"] > 0 and m["latency_overhead_low"] <= m["latency_overhead"] <= m["latency_overhead_high"]
         assert m["adapter_load_ms"] > 0 and m["adapter_switch_ms"] > 0 and m["eval_peak_memory_mb"] > 10
         assert re.fullmatch(r"[0-9a-f]{16}", c.data.tags["model_fingerprint"])
         assert c.data.tags["precision"] == "fp32" and c.data.tags["attention"] == "sdpa"

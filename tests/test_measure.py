@@ -1,6 +1,6 @@
 """Measurements checked against independent computations: linear CKA on known matrices and
-its debiased form against the U-statistic written out, the FLOPs formula on hand-counted
-tiny models, MFU arithmetic, forgetting of an untrained adapter, and the model fingerprint.
+its debiased form against the U-statistic written out, MFU arithmetic (the FLOP count
+itself: tests/test_flops.py), forgetting of an untrained adapter, and the model fingerprint.
 (The linear probe and forgetting of trained models: tests/test_forgetting.py.)"""
 from __future__ import annotations
 
@@ -88,42 +88,7 @@ def test_debiased_cka_is_one_for_the_same_representation_and_removes_the_bias_of
     assert math.isnan(measure.debiased_linear_cka(x[:3], x[:3]))  # a 3-text probe: no estimate, not a failed trial
 
 
-# --------------------------------------------------------------------------- FLOPs and MFU
-
-
-def test_flops_per_token_of_the_tiny_encoder_counted_by_hand():
-    model, _ = tiny.base_model("seq_cls")
-    d, f, layers, labels = tiny.HIDDEN, tiny.INTERMEDIATE, tiny.LAYERS, len(tiny.LABELS)
-    # every parameter but the word / position / token-type tables:
-    per_layer = 4 * (d * d + d) + 2 * d + (d * f + f) + (f * d + d) + 2 * d  # q k v o, LN, up, down, LN
-    n = 2 * d + layers * per_layer + (d * d + d) + (d * labels + labels)  # embedding LN, blocks, pooler, classifier
-    assert n == 18274
-    t = 10.0
-    attention = 12 * layers * d * t
-    for p in model.parameters():
-        p.requires_grad_(True)
-    assert measure.flops_per_token(model, t) == 6 * n + attention  # full fine-tuning
-    for name, p in model.named_parameters():
-        p.requires_grad_(name.startswith("classifier"))
-    head = d * labels + labels
-    assert measure.flops_per_token(model, t) == 4 * (n - head) + 6 * head + attention
-
-
-def test_flops_per_token_of_a_decoder_counts_an_untied_head_and_a_tied_one_once():
-    model, _ = tiny.base_model("causal_lm")
-    d, f, layers, vocab = tiny.HIDDEN, tiny.INTERMEDIATE, tiny.LAYERS, model.config.vocab_size
-    per_layer = 4 * d * d + 3 * d * f + 2 * d  # q k v o without bias, gate up down, two RMSNorms
-    n = layers * per_layer + d + vocab * d  # blocks, final norm, lm_head (embed_tokens is a lookup)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    assert measure.flops_per_token(model, 7.0) == 4 * n + 12 * layers * d * 7.0
-
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tied = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=d, intermediate_size=f, num_hidden_layers=layers,
-                                        num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True))
-    assert tied.lm_head.weight is tied.model.embed_tokens.weight
-    assert measure.flops_per_token(tied, 7.0) == 6 * n + 12 * layers * d * 7.0  # the shared table counts once, as the head
+# --------------------------------------------------------------------------- MFU
 
 
 def test_mfu_is_achieved_over_peak_and_the_peak_table_matches_device_names(monkeypatch):
