@@ -177,9 +177,7 @@ def cell_values(study: optuna.Study, suite: Suite, cell: Cell, slot: str) -> dic
     sampler runs on an in-memory study holding only this cell's finished trials; the
     values it draws are then recorded on the real trial under the cell's names.
     """
-    slots = set(cell.slots())
-    own = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-           if t.user_attrs.get(SLOT) in slots]
+    own = _cell_trials(study, cell, (TrialState.COMPLETE, TrialState.PRUNED))
     scratch = optuna.create_study(directions=study.directions, sampler=_sampler(suite, slot))
     for t in own:
         scratch.add_trial(optuna.trial.create_trial(state=t.state, params=t.params, distributions=t.distributions,
@@ -376,12 +374,16 @@ def search_settled(by_slot: dict[str, list], source: Cell) -> bool:
     return True
 
 
+def _cell_trials(study: optuna.Study, cell: Cell, states: tuple[TrialState, ...]) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials in `states` that belong to one of the cell's slots."""
+    slots = set(cell.slots())
+    return [t for t in study.get_trials(deepcopy=False, states=states) if t.user_attrs.get(SLOT) in slots]
+
+
 def chosen_values(study: optuna.Study, source: Cell, maximize: bool = True) -> tuple[dict[str, Any], int] | None:
     """The searched values of the source cell's best COMPLETE trial by validation score (ties:
     the latest trial, as the report chooses), with that trial's number; None when none completed."""
-    slots = set(source.slots())
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.user_attrs.get(SLOT) in slots and t.values]
+    done = [t for t in _cell_trials(study, source, (TrialState.COMPLETE,)) if t.values]
     if not done:
         return None
     best = max(done, key=lambda t: ((1 if maximize else -1) * t.values[0], t.number))
