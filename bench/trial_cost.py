@@ -439,7 +439,7 @@ def render(cmds: list[Command], steps: list[int], f: Fit, imports: dict[str, flo
         row("  - of which fixed", "trial", per_trial(train_fixed), "`train_time_s` - steps x per step"),
         row("- evaluation (validation, test, forgetting probe)", "trial",
             per_trial(lambda t, n: t.metrics["eval_time_s"]), "`eval_time_s`"),
-        row("- inference measurements (base probe, latency x3, adapter save/swap, merge)", "trial",
+        row("- measurements (base probe and FLOP count once per worker, adapter save/swap, alternating latency, merge)", "trial",
             per_trial(lambda t, n: t.metrics["measure_time_s"]), "`measure_time_s`"),
         row("- MLflow/Optuna bookkeeping, untimed gaps between the phases", "trial",
             per_trial(lambda t, n: t.span_s - t.phases_s), "trial span - the four phases"),

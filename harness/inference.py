@@ -3,7 +3,7 @@
 Measurements (all wall time, `time.perf_counter`, on the run's device):
 
 - **latency** (`compare_latency`): milliseconds of one forward pass per sample at batch
-  size 1 (the online-serving case), over the first 8 examples of the test split; the
+  size 1 (the online-serving case), over the first LATENCY_EXAMPLES examples of the test split; the
   model in eval mode, under `torch.no_grad()` and the training's autocast, with
   `torch.cuda.synchronize()` around each timed pass on CUDA.  The forward is over the
   sample's `input_ids` with an all-ones attention mask; for a causal LM that is prompt +
@@ -62,6 +62,7 @@ from typing import Any, Callable
 
 import torch
 
+from harness.measures import LATENCY_EXAMPLES, LATENCY_ROUNDS  # defined with the measures
 from harness.train import autocast
 
 HOW_PEFT = "peft load_adapter / set_adapter (both adapters on the device)"
@@ -76,8 +77,6 @@ def _sync(device: torch.device) -> None:
 
 # --------------------------------------------------------------------------- latency
 
-LATENCY_EXAMPLES = 8  # examples per timed pass (the first of the split)
-LATENCY_ROUNDS = 6  # alternating rounds of base and adapted passes (>= 5; even, so each goes first as often)
 LATENCY_CONFIDENCE = 0.95  # the order-statistic interval's target coverage
 
 

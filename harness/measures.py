@@ -50,12 +50,14 @@ class Measure:
         return "; ".join(w for w in ("GPU only" if self.gpu_only else "", self.only) if w) or "every run"
 
 
-_LATENCY = ("one forward pass at batch size 1 over the first 8 test examples (prompt + answer for causal LM). After "
-            "training, in the same process, a fresh copy of the base (with its head) and the trained model are timed "
-            "alternately: one untimed pass each, then 6 rounds of one pass each, each model first in every other "
-            "round; the median of its passes")
-_INTERVAL = ("order-statistic interval of the median round ratio (with 6 rounds: the smallest and largest ratio, "
-             "96.9% coverage)")
+LATENCY_EXAMPLES = 4  # examples per timed pass (the first of the test split), read by harness.inference
+LATENCY_ROUNDS = 6  # alternating rounds of base and adapted passes (>= 5; even, so each goes first as often)
+_LATENCY = (f"one forward pass at batch size 1 over the first {LATENCY_EXAMPLES} test examples (prompt + answer for "
+            f"causal LM). After training, in the same process, a fresh copy of the base (with its head) and the "
+            f"trained model are timed alternately: one untimed pass each, then {LATENCY_ROUNDS} rounds of one pass "
+            f"each, each model first in every other round; the median of its passes")
+_INTERVAL = (f"order-statistic interval of the median round ratio (with {LATENCY_ROUNDS} rounds: the smallest and "
+             f"largest ratio, {100 * (1 - 2 * 0.5 ** LATENCY_ROUNDS):.1f}% coverage)")
 
 MEASURES: tuple[Measure, ...] = (
     Measure("val_score", "task metric", True,

@@ -979,8 +979,9 @@ def _inference_table(configs: list[_Config]) -> list[str]:
     base = {q: stats.summarize(x for c in configs if c.quant == q for x in c.finished["latency_base_ms"].dropna()).mean
             for q in quants}
     base_text = ", ".join(f"{_sig(ms, 3)} ms/sample" + (f" ({q})" if len(quants) > 1 else "") for q, ms in base.items())
-    note = (f"_Latency: one forward pass per sample at batch size 1 over the first 8 test examples, the trained "
-            f"model and a fresh copy of the base timed alternately after training (6 rounds), mean of the row's "
+    note = (f"_Latency: one forward pass per sample at batch size 1 over the first {measures.LATENCY_EXAMPLES} test "
+            f"examples, the trained model and a fresh copy of the base timed alternately after training "
+            f"({measures.LATENCY_ROUNDS} rounds), mean of the row's "
             f"seeds; the base takes {base_text} on the same workers.  Overhead = the median over the rounds of "
             f"adapted (or merged) pass / base pass, mean of the seeds; in brackets the lowest and highest end of the "
             f"seeds' order-statistic intervals (96.9% each), so a bracket holding 1.00 shows no measurable overhead.  "

