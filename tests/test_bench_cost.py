@@ -56,7 +56,7 @@ def _num(cell: str) -> float | None:
 COST_ROWS = {  # label prefix -> per
     "interpreter start": "command", "worker start-up": "command", "**trial span**": "trial",
     "- model + data load": "trial", "- training": "trial", "- of which per step": "trial", "- of which fixed": "trial",
-    "- evaluation": "trial", "- inference measurements": "trial", "- MLflow/Optuna bookkeeping": "trial",
+    "- evaluation": "trial", "- measurements": "trial", "- MLflow/Optuna bookkeeping": "trial",
     "- claim -> MLflow run created": "trial", "- in the run, outside the phases": "trial",
     "- MLflow run ended -> told Optuna": "trial", "report writing after the last trial": "command",
     "**wall**": "command", "CPU used by the command's processes": "command",
@@ -77,7 +77,7 @@ def _check_cost_table(text: str, steps: tuple[int, int], seeds: int) -> None:
         [label] = [k for k in rows if k.startswith("between trials")]
         by_prefix["between"] = [_num(c) for c in rows[label][2:-1]]
     v = by_prefix
-    phases = ("- model + data load", "- training", "- evaluation", "- inference measurements")
+    phases = ("- model + data load", "- training", "- evaluation", "- measurements")
     for j in range(len(cols)):
         span = v["**trial span**"][j]
         assert span > 0 and all(v[p][j] >= 0 for p in phases)

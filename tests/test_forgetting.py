@@ -69,7 +69,7 @@ def _tiny_trial_metrics(tmp_path, monkeypatch, method: str, training: dict) -> d
     from harness.suite import load_suite
     from tests.conftest import TINY_SUITE
 
-    for name in ("log_metrics", "log_text", "log_artifacts"):
+    for name in ("log_metrics", "log_tags", "log_text", "log_artifacts"):
         monkeypatch.setattr(track, name, lambda *a, **k: None)
     suite_file = tmp_path / f"{method}.yaml"
     suite_file.write_text(yaml.safe_dump(TINY_SUITE | {
@@ -95,7 +95,7 @@ def test_causal_lm_trials_keep_the_cross_entropy_forgetting_and_no_drift(tmp_pat
     from harness.grid import expand_grid
     from harness.suite import load_suite
 
-    for name in ("log_metrics", "log_text", "log_artifacts"):
+    for name in ("log_metrics", "log_tags", "log_text", "log_artifacts"):
         monkeypatch.setattr(track, name, lambda *a, **k: None)
     suite_file = tmp_path / "causal.yaml"
     suite_file.write_text(yaml.safe_dump({
