@@ -810,16 +810,10 @@ def _search_note(cells: list[Cell]) -> str:
             f"in `runs.csv`)._")
 
 
-def _peak_kind(kind: Any) -> str | None:
-    """How a run's peak_memory_mb was measured: a CPU run's memory_kind `train_state` names its memory column,
-    while its peak_memory_mb is the worker's peak RSS."""
-    kind = _text(kind)
-    return "cpu_rss" if kind == "train_state" else kind
-
-
 def _pareto_section(configs: list[_Config], prepared: pd.DataFrame, metric: str, better: bool) -> tuple[list[str], set]:
     """Every FINISHED trial of the task's cells that no other one beats on both validation score and
-    peak memory; returns the lines and the run ids shown."""
+    memory (each run's memory column, as the search's objective: runner.objective_values); returns the
+    lines and the run ids shown."""
     lines = ["### Pareto front: validation score vs peak memory", "",
              f"_Every finished trial of this task that no other finished trial beats on both counts (a val "
              f"{metric} at least as good with no more peak memory, and better in one): along the front, more "
@@ -832,13 +826,13 @@ def _pareto_section(configs: list[_Config], prepared: pd.DataFrame, metric: str,
             if c.runnable:
                 by_cell.setdefault(c.id, config)
     cells = {c.id: c for config in configs for c in config.cells}
-    mem = "peak_memory_mb"
     trials = prepared[prepared["_finished"] & prepared["cell_id"].isin(by_cell)] if len(prepared) else prepared
-    if len(trials) and mem in trials.columns:
-        trials = trials.assign(_mem=pd.to_numeric(trials[mem], errors="coerce"))
+    kind_of = (lambda run: _text(run.get("memory_kind"))) if "memory_kind" in trials.columns else (lambda run: None)
+    if len(trials):
+        trials = trials.assign(
+            _measure=[measures.memory_measure(kind_of(run)) for _, run in trials.iterrows()],
+            _mem=[_number(run.get(measures.memory_measure(kind_of(run)))) for _, run in trials.iterrows()])
         trials = trials[trials["_val"].notna() & trials["_mem"].notna()]
-    else:
-        trials = trials.iloc[0:0]
     if not len(trials):
         return lines + ["_No finished trials with both a validation score and a peak memory yet._"], set()
     score = (trials["_val"] if better else -trials["_val"]).tolist()
@@ -848,21 +842,21 @@ def _pareto_section(configs: list[_Config], prepared: pd.DataFrame, metric: str,
         for j in range(len(trials)))]
     front.sort(key=lambda i: (memory[i], -score[i], -trials["_started"].iloc[i]))
     space = _space_names(cells.values())
-    kinds = (_distinct(_peak_kind(k) for k in trials["memory_kind"].iloc[front]) if "memory_kind" in trials.columns
-             else [])
+    shown = _distinct(trials["_measure"].iloc[front])
+    kinds = _distinct(kind_of(trials.iloc[i]) for i in front)
     headers = ["method", "rank", "quant", "seed", "hyperparameters", f"val {metric} {_arrow(better)}", f"test {metric}",
-               _header(mem)]
+               _header(shown[0]) if len(shown) == 1 else f"memory (MB) {DOWN}"]
     body = []
     for i in front:
         run = trials.iloc[i]
         config = exact.get((run["cell_id"], run["_precision"])) or by_cell[run["cell_id"]]
         c = cells[run["cell_id"]]
-        memory_text = _format(mem, memory[i]) + (f" ({_peak_kind(run.get('memory_kind'))})" if len(kinds) > 1 else "")
+        memory_text = _format(run["_measure"], memory[i]) + (f" ({kind_of(run)})" if len(shown) > 1 else "")
         body.append([config.method, config.rank, config.quant, str(c.seed), _hyperparameters([run.get("search_values")], space),
                      _fixed(run["_val"], 3), _fixed(_number(run.get("test_score")), 3), memory_text])
     lines += _table(headers, body)
-    if len(kinds) > 1:
-        lines += ["", f"_Peak memory was measured in different ways ({', '.join(kinds)}): compare with care._"]
+    if len(shown) > 1:
+        lines += ["", f"_Memory was measured in different ways ({', '.join(map(str, kinds))}): compare with care._"]
     return lines, {_text(trials["run_id"].iloc[i]) for i in front if "run_id" in trials.columns}
 
 

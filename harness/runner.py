@@ -62,7 +62,7 @@ def _log(msg: str) -> None:
 @dataclass
 class TrialOutcome:
     outcome: str  # complete | diverged | failed
-    values: list[float] | None = None  # [val_score] or [val_score, peak_memory_mb]
+    values: list[float] | None = None  # objective_values: [val_score] or [val_score, memory]
     reason: str | None = None
 
 
@@ -94,6 +94,13 @@ def execute_trial(suite: Suite, cell: Cell, values: dict[str, Any], tags: dict[s
     on_run_created(run_id)
     track.log_text(inv.tracking_uri, run_id, suite.resolved_json(), "suite.resolved.json")
     return run_trial(suite, trial_cell, inv.tracking_uri, run_id)
+
+
+def objective_values(metrics: dict, tags: dict, with_memory: bool) -> list[float]:
+    """What the search optimises for a finished run: [val_score], and with the `peak_memory` objective the
+    leaderboard's memory column for the run's memory_kind (the device peak on a GPU, train_state_mb on CPU)."""
+    memory = [metrics.get(measures.memory_measure(tags.get("memory_kind")), math.nan)] if with_memory else []
+    return [metrics["val_score"], *memory]
 
 
 def run_trial(suite: Suite, cell: Cell, uri: str, run_id: str) -> TrialOutcome:
@@ -141,8 +148,7 @@ def run_trial(suite: Suite, cell: Cell, uri: str, run_id: str) -> TrialOutcome:
         return TrialOutcome("failed", reason=reason)
     track.log_metrics(uri, run_id, metrics)
     close("complete", "FINISHED", tags=tags)
-    values = [metrics["val_score"]] + ([metrics["peak_memory_mb"]] if "peak_memory" in suite.search.objectives else [])
-    return TrialOutcome("complete", values=values)
+    return TrialOutcome("complete", values=objective_values(metrics, tags, "peak_memory" in suite.search.objectives))
 
 
 def _free_accelerator_memory() -> None:

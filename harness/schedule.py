@@ -15,7 +15,7 @@ mode).
 Workers claim WAITING trials atomically (the storage moves WAITING -> RUNNING for
 exactly one of them), run them in-process, and tell the result:
 
-    COMPLETE  finished; values = [val_score] or [val_score, peak_memory_mb]
+    COMPLETE  finished; values = [val_score] or [val_score, memory] (runner.objective_values)
     PRUNED    the loss diverged (a result, not retried)
     FAIL      an exception (outcome "failed"), a lost worker (outcome "lost") or
               Ctrl-C (outcome "killed"); the next `run` or `worker` retries it
@@ -39,7 +39,6 @@ import ctypes
 import fcntl
 import hashlib
 import json
-import math
 import multiprocessing as mp
 import multiprocessing.connection
 import os
@@ -61,7 +60,7 @@ from optuna.trial import TrialState
 from harness import track
 from harness.errors import SuiteError
 from harness.grid import Cell
-from harness.runner import TrialOutcome
+from harness.runner import TrialOutcome, objective_values
 from harness.suite import Suite
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -308,8 +307,7 @@ def _settle(study: optuna.Study, t: optuna.trial.FrozenTrial, uri: str, reason: 
     status = track.run_status(uri, run_id) if run_id else None
     try:
         if status == "FINISHED":  # the worker logged everything, then died before telling Optuna
-            metrics = track.run_metrics(uri, run_id)
-            values = [metrics["val_score"]] + ([metrics.get("peak_memory_mb", math.nan)] if len(study.directions) > 1 else [])
+            values = objective_values(track.run_metrics(uri, run_id), track.run_tags(uri, run_id), len(study.directions) > 1)
             storage.set_trial_user_attr(t._trial_id, OUTCOME, "complete")
             storage.set_trial_state_values(t._trial_id, TrialState.COMPLETE, values)
             return f"trial {t.number}: {reason}; its run had finished, so the trial is complete"

@@ -83,6 +83,10 @@ def run_metrics(uri: str, run_id: str) -> dict[str, float]:
     return dict(_client(uri).get_run(run_id).data.metrics)
 
 
+def run_tags(uri: str, run_id: str) -> dict[str, str]:
+    return dict(_client(uri).get_run(run_id).data.tags)
+
+
 def create_child(inv: Invocation, run_name: str, params: dict[str, Any], tags: dict[str, str]) -> str:
     client = _client(inv.tracking_uri)
     run = client.create_run(inv.experiment_id, tags={"mlflow.parentRunId": inv.parent_run_id, "mlflow.runName": run_name,

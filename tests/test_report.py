@@ -15,6 +15,7 @@ import re
 import pandas as pd
 import pytest
 
+from harness import runner
 from harness.grid import Cell
 from harness.metrics import pack_outcomes
 from harness.report import (METRIC_COLUMNS, build_leaderboard, read_runs_csv, report_from_csv, runs_table,
@@ -667,6 +668,27 @@ def test_pareto_front_lists_exactly_the_non_dominated_trials_by_memory():
                               "peak memory (MB) ↓"]
     # the front comes after the task's main table
     assert board.index("| method | rank | quant | test accuracy") < board.index("### Pareto front")
+
+
+def test_pareto_front_on_cpu_runs_reads_their_memory_column_train_state_mb():
+    """CPU runs (memory_kind train_state): the front is over train_state_mb, as the search's objective
+    (runner.objective_values) and the leaderboard's memory column; their peak RSS does not decide it."""
+    suite = search_suite(trials=3, seeds=(0,), objectives=("score", "peak_memory"))
+    r4, full = cell(suite, "lora", 4), cell(suite, "full", None)
+    runs = pd.DataFrame([
+        trial(r4, "A", 0, t=1, val_score=0.70, test_score=0.7, peak_memory_mb=900.0, train_state_mb=90.0,
+              memory_kind="train_state"),
+        trial(full, "D", 0, t=2, val_score=0.80, test_score=0.8, peak_memory_mb=800.0, train_state_mb=350.0,
+              memory_kind="train_state"),
+    ])
+    board = build_leaderboard(suite, [r4, full], runs, ACC)
+    front = table(board.split("### Pareto front")[1].split("**Not comparable**")[0])
+    assert [(r["method"], r["train state (MB) ↓"]) for r in front] == [("lora", "90.0"), ("full", "350")]
+    assert runner.objective_values({"val_score": 0.7, "peak_memory_mb": 900.0, "train_state_mb": 90.0},
+                                   {"memory_kind": "train_state"}, True) == [0.7, 90.0]
+    assert runner.objective_values({"val_score": 0.7, "peak_memory_mb": 900.0},
+                                   {"memory_kind": "cuda_allocated"}, True) == [0.7, 900.0]
+    assert runner.objective_values({"val_score": 0.7}, {}, False) == [0.7]
 
 
 def test_no_pareto_front_with_a_single_objective(searched):

@@ -511,6 +511,10 @@ def test_pareto_mode_optimises_score_and_memory_and_the_report_shows_the_front(t
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
     trials = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(trials) == 4 and all(len(t.values) == 2 and t.values[1] > 0 for t in trials)
+    # on a CPU the memory objective is the memory column, train_state_mb, not the worker's peak RSS
+    children, _ = _children(uri, "pareto")
+    assert sorted(t.values[1] for t in trials) == pytest.approx(
+        sorted(r.data.metrics["train_state_mb"] for r in children if r.info.status == "FINISHED"))
     board = (tmp_path / "r" / "pareto" / "leaderboard.md").read_text()
     assert "Pareto front: validation score vs peak memory" in board
 
