@@ -1,4 +1,4 @@
-"""Measurements, each defined once (design.md, "Measurements") and used for every method.
+"""Measurements, each defined once (harness.measures, the README's metric table) and used for every method.
 
 - trainable_params / trainable_frac: parameters with requires_grad after the method is
   applied, over the base model's parameters counted before it is applied (4-bit packed

@@ -829,9 +829,8 @@ def _pareto_section(configs: list[_Config], prepared: pd.DataFrame, metric: str,
     trials = prepared[prepared["_finished"] & prepared["cell_id"].isin(by_cell)] if len(prepared) else prepared
     kind_of = (lambda run: _text(run.get("memory_kind"))) if "memory_kind" in trials.columns else (lambda run: None)
     if len(trials):
-        trials = trials.assign(
-            _measure=[measures.memory_measure(kind_of(run)) for _, run in trials.iterrows()],
-            _mem=[_number(run.get(measures.memory_measure(kind_of(run)))) for _, run in trials.iterrows()])
+        shown_by = [(measures.memory_measure(kind_of(run)), run) for _, run in trials.iterrows()]
+        trials = trials.assign(_measure=[m for m, _ in shown_by], _mem=[_number(run.get(m)) for m, run in shown_by])
         trials = trials[trials["_val"].notna() & trials["_mem"].notna()]
     if not len(trials):
         return lines + ["_No finished trials with both a validation score and a peak memory yet._"], set()
