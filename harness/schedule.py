@@ -671,8 +671,31 @@ def worker_main(suite_file: str, storage_url: str, tracking_uri: str, plan: Work
     from harness.runner import execute_trial
 
     suite, cells = validate_suite(suite_file)
+    _freeze_imports()
     work(suite, cells, storage_url, tracking_uri, plan.name, execute_trial,
          log=lambda m: print(f"{time.strftime('%H:%M:%S')} {m}", flush=True))
+
+
+def _freeze_imports() -> None:
+    """Import what a trial imports, then move every object alive now into gc's permanent generation.
+
+    A worker holds about 600k objects from the torch, transformers, peft and MLflow imports.
+    Every full garbage collection walks them all (0.27 s on 2 cores): the two a trial makes
+    before its peak-memory windows (`measure.PeakMemory`) and Python's own during training.
+    They live as long as the worker, so frozen they are simply skipped; objects a trial
+    creates are collected as before.  Speed only: no measured value changes.
+    """
+    import gc
+
+    import harness.data  # noqa: F401 - imported here, not on the first trial, so that they are frozen too
+    import harness.inference  # noqa: F401
+    import harness.measure  # noqa: F401
+    import harness.models  # noqa: F401
+    import harness.probe  # noqa: F401
+    import methods  # noqa: F401
+
+    gc.collect()
+    gc.freeze()
 
 
 _CPU_CONTEXT = None
